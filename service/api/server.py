@@ -1,0 +1,91 @@
+"""The gRPC api process: CertificateService with health and server reflection."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from service.api.auth import Authenticator
+from service.api.servicer import CertificateServicer
+from service.backends import Backends
+from service.config import DEV_INSECURE_WARNING, Settings
+from service.grpc_gen.certsvc.v1 import certsvc_pb2, certsvc_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = certsvc_pb2.DESCRIPTOR.services_by_name["CertificateService"].full_name
+# Calls in progress get this long to finish after SIGTERM.
+SHUTDOWN_GRACE_SECONDS = 10.0
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+RPC_THREADS = 32
+
+
+class ApiServer:
+    """A started gRPC server with its health servicer, listening on port."""
+
+    def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer,
+                 port: int) -> None:
+        self.server = server
+        self.health = health_servicer
+        self.port = port
+
+    def stop(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
+        """Report NOT_SERVING, then stop taking calls and let running ones finish."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace_seconds).wait()
+
+
+def create_server(settings: Settings, backends: Backends, address: str | None = None) -> ApiServer:
+    """Build and start the server on address (port 0 picks a free port)."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=RPC_THREADS, thread_name_prefix="rpc"),
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    certsvc_pb2_grpc.add_CertificateServiceServicer_to_server(
+        CertificateServicer(backends, Authenticator(settings)), server)
+
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+
+    address = address or settings.grpc_address
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}; is another process using the port?")
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return ApiServer(server, health_servicer, port)
+
+
+def serve(settings: Settings) -> None:
+    """Run the api until SIGTERM or SIGINT, then shut down gracefully."""
+    if settings.dev_insecure:
+        logger.warning(DEV_INSECURE_WARNING)
+    backends = Backends.connect(settings)
+    api = create_server(settings, backends)
+    logger.info("api listening address=%s port=%d", settings.grpc_address, api.port)
+
+    stopping = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logger.info("received %s; shutting down", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    stopping.wait()
+    api.stop()
+    backends.close()
+    logger.info("api stopped")

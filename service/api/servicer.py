@@ -1,0 +1,104 @@
+"""The certsvc.v1.CertificateService servicer: authenticate, call the operation, convert."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import empty_pb2
+
+from service import certificates, domains, events, issuance
+from service.api import messages
+from service.api.auth import Authenticator
+from service.api.status import status_code, to_grpc_status
+from service.backends import Backends
+from service.callers import Caller
+from service.errors import CertsvcError
+from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
+from service.grpc_gen.certsvc.v1 import certsvc_pb2_grpc
+
+logger = logging.getLogger(__name__)
+
+Response = TypeVar("Response")
+
+
+def rpc(method: Callable[..., Response]) -> Callable[..., Response]:
+    """Authenticate the caller, run the method, and turn errors into gRPC statuses."""
+
+    @functools.wraps(method)
+    def wrapper(self: CertificateServicer, request: Any, context: grpc.ServicerContext) -> Response:
+        try:
+            caller = self.authenticator.authenticate(context)
+            return method(self, request, caller)
+        except CertsvcError as error:
+            code = status_code(error)
+            log = logger.warning if code == grpc.StatusCode.UNAVAILABLE else logger.info
+            log("%s failed code=%s: %s", method.__name__, code.name, error)
+            context.abort_with_status(to_grpc_status(error))
+            raise  # abort_with_status raises; this line is never reached
+        except Exception:
+            reference = uuid.uuid4().hex[:12]
+            logger.exception("%s failed with an unexpected error reference=%s",
+                             method.__name__, reference)
+            context.abort(grpc.StatusCode.INTERNAL,
+                          f"internal error; the server log has details under reference {reference}")
+            raise
+
+    return wrapper
+
+
+class CertificateServicer(certsvc_pb2_grpc.CertificateServiceServicer):
+    def __init__(self, backends: Backends, authenticator: Authenticator) -> None:
+        self.backends = backends
+        self.authenticator = authenticator
+
+    @rpc
+    def AddDomain(self, request: pb.AddDomainRequest, caller: Caller) -> pb.Domain:
+        domain = domains.add_domain(self.backends, caller, request.hostname, request.app_id)
+        return messages.domain_message(domain)
+
+    @rpc
+    def GetDomain(self, request: pb.GetDomainRequest, caller: Caller) -> pb.Domain:
+        return messages.domain_message(domains.get_domain(self.backends, caller, request.hostname))
+
+    @rpc
+    def ListDomains(self, request: pb.ListDomainsRequest, caller: Caller) -> pb.ListDomainsResponse:
+        rows, next_token = domains.list_domains(self.backends, caller, app_id=request.app_id,
+                                                page_size=request.page_size,
+                                                page_token=request.page_token)
+        return pb.ListDomainsResponse(domains=[messages.domain_message(row) for row in rows],
+                                      next_page_token=next_token)
+
+    @rpc
+    def RemoveDomain(self, request: pb.RemoveDomainRequest, caller: Caller) -> empty_pb2.Empty:
+        domains.remove_domain(self.backends, caller, request.hostname)
+        return empty_pb2.Empty()
+
+    @rpc
+    def RequestCertificate(self, request: pb.RequestCertificateRequest,
+                           caller: Caller) -> pb.Issuance:
+        record = issuance.request_certificate(self.backends, caller, request.hostname)
+        return messages.issuance_message(record)
+
+    @rpc
+    def GetIssuance(self, request: pb.GetIssuanceRequest, caller: Caller) -> pb.Issuance:
+        return messages.issuance_message(issuance.get_issuance(self.backends, caller, request.id))
+
+    @rpc
+    def GetCertificate(self, request: pb.GetCertificateRequest, caller: Caller) -> pb.Certificate:
+        view = certificates.get_certificate(self.backends, caller, request.hostname,
+                                            request.include_private_key)
+        return messages.certificate_message(view)
+
+    @rpc
+    def ListDomainEvents(self, request: pb.ListDomainEventsRequest,
+                         caller: Caller) -> pb.ListDomainEventsResponse:
+        rows, next_token = events.list_domain_events(self.backends, caller, request.hostname,
+                                                     page_size=request.page_size,
+                                                     page_token=request.page_token)
+        return pb.ListDomainEventsResponse(events=[messages.event_message(row) for row in rows],
+                                           next_page_token=next_token)

@@ -1,0 +1,77 @@
+"""Connections that an api process shares across calls: Postgres, Redis and the RQ queue."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterator
+
+import redis
+import rq
+
+from service.config import Settings
+from service.encryption import Keyring
+from service.errors import Unavailable
+from service.redis_keys import RedisKeys
+from service.store.database import Database
+
+logger = logging.getLogger(__name__)
+
+# Redis answers in well under a millisecond; a call that takes seconds means it is down.
+REDIS_TIMEOUT_SECONDS = 2.0
+# An issuance job whose attempt runs longer than this is stopped by RQ and retried.
+ISSUANCE_JOB_TIMEOUT_SECONDS = 600
+
+
+def connect_redis(url: str) -> redis.Redis:
+    """Return a Redis client with short timeouts; values come back as bytes, as RQ needs."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        health_check_interval=30,
+    )
+
+
+@contextlib.contextmanager
+def redis_unavailable_as_error(action: str) -> Iterator[None]:
+    """Turn a Redis connection failure during action into Unavailable."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as error:
+        logger.warning("redis call failed while %s: %s", action, error)
+        raise Unavailable(f"Redis is unavailable while {action}; try again shortly") from error
+
+
+@dataclasses.dataclass
+class Backends:
+    """Postgres, Redis and the RQ issuance queue, opened once per process."""
+
+    settings: Settings
+    database: Database
+    redis: redis.Redis
+    keys: RedisKeys
+    keyring: Keyring
+
+    @classmethod
+    def connect(cls, settings: Settings, *, pool_max_size: int = 10) -> Backends:
+        """Open the connections, raising Unavailable when Postgres cannot be reached."""
+        keyring = Keyring.from_settings(settings)
+        database = Database(settings.database_url, max_size=pool_max_size)
+        database.open()
+        return cls(
+            settings=settings,
+            database=database,
+            redis=connect_redis(settings.redis_url),
+            keys=RedisKeys(settings.redis_prefix),
+            keyring=keyring,
+        )
+
+    def issuance_queue(self) -> rq.Queue:
+        return rq.Queue(self.keys.issuance_queue, connection=self.redis,
+                        default_timeout=ISSUANCE_JOB_TIMEOUT_SECONDS)
+
+    def close(self) -> None:
+        self.database.close()
+        self.redis.close()

@@ -1,0 +1,216 @@
+"""Settings of every certsvc process, read once from CERTSVC_* environment variables."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+DEV_INSECURE_WARNING = (
+    "CERTSVC_DEV_INSECURE is set: development mode, not for production. Calls need no "
+    "credentials and private keys are sealed with a fixed, publicly known master key."
+)
+
+
+class ConfigError(Exception):
+    """A CERTSVC_* variable is missing or malformed; the message names it and the fix."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Typed configuration; field docs name the variable that sets each one."""
+
+    database_url: str = "postgresql://127.0.0.1:5432/certsvc"
+    """CERTSVC_DATABASE_URL: Postgres connection string."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """CERTSVC_REDIS_URL: Redis for queues, http-01 tokens and mirrored flags."""
+    redis_prefix: str = "certsvc"
+    """CERTSVC_REDIS_PREFIX: first part of every Redis key and RQ queue name, so that
+    several deployments (or test runs) can share one Redis."""
+    grpc_address: str = "127.0.0.1:50051"
+    """CERTSVC_GRPC_ADDRESS: host:port of the gRPC api."""
+    responder_address: str = "127.0.0.1:5002"
+    """CERTSVC_RESPONDER_ADDRESS: host:port of the HTTP-01 responder."""
+    metrics_address: str = "127.0.0.1:0"
+    """CERTSVC_METRICS_ADDRESS: host:port for Prometheus metrics; port 0 turns them off."""
+    acme_directory_url: str = "https://127.0.0.1:14000/dir"
+    """CERTSVC_ACME_DIRECTORY_URL: the ACME directory (Let's Encrypt, staging or Pebble)."""
+    acme_ca_bundle: Path | None = None
+    """CERTSVC_ACME_CA_BUNDLE: extra PEM roots for the ACME server's HTTPS (Pebble)."""
+    acme_email: str = ""
+    """CERTSVC_ACME_EMAIL: contact address registered with the ACME account."""
+    challenge_port: int = 5002
+    """CERTSVC_CHALLENGE_PORT: HTTP port that the self-check fetches (Let's Encrypt: 80)."""
+    challenge_https_port: int = 443
+    """CERTSVC_CHALLENGE_HTTPS_PORT: HTTPS port a self-check redirect may go to."""
+    dns_server: tuple[str, int] | None = None
+    """CERTSVC_DNS_SERVER: host:port of the resolver for the self-check and CAA."""
+    caa_identities: tuple[str, ...] = ("letsencrypt.org",)
+    """CERTSVC_CAA_IDENTITIES: comma-separated CA identities a CAA issue record must allow."""
+    allow_private_targets: bool = False
+    """CERTSVC_ALLOW_PRIVATE_TARGETS: let outgoing fetches reach loopback and private addresses."""
+    platform_domain: str = ""
+    """CERTSVC_PLATFORM_DOMAIN: the platform's own domain, covered by its wildcard certificate."""
+    trust_bundle: Path | None = None
+    """CERTSVC_TRUST_BUNDLE: PEM roots that uploaded chains must reach."""
+    master_key: bytes | None = None
+    """CERTSVC_MASTER_KEY (base64) or CERTSVC_MASTER_KEY_FILE: 32-byte key sealing private keys."""
+    api_tokens_file: Path | None = None
+    """CERTSVC_API_TOKENS_FILE: callers and their permissions."""
+    tls_cert: Path | None = None
+    """CERTSVC_TLS_CERT: PEM certificate chain of the api's TLS listener."""
+    tls_key: Path | None = None
+    """CERTSVC_TLS_KEY: PEM private key of the api's TLS listener."""
+    tls_client_ca: Path | None = None
+    """CERTSVC_TLS_CLIENT_CA: PEM roots for client certificates (mutual TLS)."""
+    dev_insecure: bool = False
+    """CERTSVC_DEV_INSECURE: development mode; never in production."""
+    log_level: str = "INFO"
+    """CERTSVC_LOG_LEVEL: level of the root logger (DEBUG, INFO, WARNING, ERROR)."""
+    check_deadline_seconds: float = 15.0
+    """CERTSVC_CHECK_DEADLINE_SECONDS: time limit of one self-check, redirects included."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables, raising ConfigError on bad values."""
+        env = _Environment(os.environ if environ is None else environ)
+        return cls(
+            database_url=env.text("CERTSVC_DATABASE_URL", cls.database_url),
+            redis_url=env.text("CERTSVC_REDIS_URL", cls.redis_url),
+            redis_prefix=env.text("CERTSVC_REDIS_PREFIX", cls.redis_prefix),
+            grpc_address=env.address("CERTSVC_GRPC_ADDRESS", cls.grpc_address),
+            responder_address=env.address("CERTSVC_RESPONDER_ADDRESS", cls.responder_address),
+            metrics_address=env.address("CERTSVC_METRICS_ADDRESS", cls.metrics_address),
+            acme_directory_url=env.text("CERTSVC_ACME_DIRECTORY_URL", cls.acme_directory_url),
+            acme_ca_bundle=env.file("CERTSVC_ACME_CA_BUNDLE"),
+            acme_email=env.text("CERTSVC_ACME_EMAIL", cls.acme_email),
+            challenge_port=env.port("CERTSVC_CHALLENGE_PORT", cls.challenge_port),
+            challenge_https_port=env.port("CERTSVC_CHALLENGE_HTTPS_PORT", cls.challenge_https_port),
+            dns_server=env.dns_server("CERTSVC_DNS_SERVER"),
+            caa_identities=env.names("CERTSVC_CAA_IDENTITIES", cls.caa_identities),
+            allow_private_targets=env.flag("CERTSVC_ALLOW_PRIVATE_TARGETS"),
+            platform_domain=env.text("CERTSVC_PLATFORM_DOMAIN", "").strip(".").lower(),
+            trust_bundle=env.file("CERTSVC_TRUST_BUNDLE"),
+            master_key=env.master_key(),
+            api_tokens_file=env.file("CERTSVC_API_TOKENS_FILE"),
+            tls_cert=env.file("CERTSVC_TLS_CERT"),
+            tls_key=env.file("CERTSVC_TLS_KEY"),
+            tls_client_ca=env.file("CERTSVC_TLS_CLIENT_CA"),
+            dev_insecure=env.flag("CERTSVC_DEV_INSECURE"),
+            log_level=env.choice("CERTSVC_LOG_LEVEL", cls.log_level,
+                                 ("DEBUG", "INFO", "WARNING", "ERROR")),
+            check_deadline_seconds=env.seconds("CERTSVC_CHECK_DEADLINE_SECONDS",
+                                               cls.check_deadline_seconds),
+        )
+
+
+class _Environment:
+    """Typed reads of environment variables with messages that name the variable."""
+
+    _TRUE = {"1", "true", "yes", "on"}
+    _FALSE = {"", "0", "false", "no", "off"}
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def text(self, name: str, default: str) -> str:
+        value = self._environ.get(name, "")
+        return value if value != "" else default
+
+    def flag(self, name: str) -> bool:
+        value = self._environ.get(name, "").strip().lower()
+        if value in self._TRUE:
+            return True
+        if value in self._FALSE:
+            return False
+        raise ConfigError(f"{name}={value!r} is not a boolean; use 1 or 0")
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(name, default).upper()
+        if value not in allowed:
+            raise ConfigError(f"{name}={value!r} is invalid; use one of {', '.join(allowed)}")
+        return value
+
+    def port(self, name: str, default: int) -> int:
+        value = self._environ.get(name, "")
+        if value == "":
+            return default
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            raise ConfigError(f"{name}={value!r} is not a TCP port (1-65535)")
+        return int(value)
+
+    def seconds(self, name: str, default: float) -> float:
+        value = self._environ.get(name, "")
+        if value == "":
+            return default
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if not seconds > 0:
+            raise ConfigError(f"{name}={value!r} is not a positive number of seconds")
+        return seconds
+
+    def address(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        host, separator, port = value.rpartition(":")
+        if not separator or not host or not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"{name}={value!r} is not host:port (for example 127.0.0.1:8080)")
+        return value
+
+    def dns_server(self, name: str) -> tuple[str, int] | None:
+        value = self._environ.get(name, "")
+        if value == "":
+            return None
+        host, separator, port = value.rpartition(":")
+        if not separator:
+            host, port = value, "53"
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"{name}={value!r} is not host:port (for example 127.0.0.1:8053)")
+        return host, int(port)
+
+    def names(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self._environ.get(name)
+        if value is None or value.strip() == "":
+            return default
+        return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+
+    def file(self, name: str) -> Path | None:
+        value = self._environ.get(name, "")
+        if value == "":
+            return None
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(f"{name}={value!r}: no such file")
+        return path
+
+    def master_key(self) -> bytes | None:
+        encoded = self._environ.get("CERTSVC_MASTER_KEY", "").strip()
+        source = "CERTSVC_MASTER_KEY"
+        key_file = self.file("CERTSVC_MASTER_KEY_FILE")
+        if encoded and key_file:
+            raise ConfigError("set CERTSVC_MASTER_KEY or CERTSVC_MASTER_KEY_FILE, not both")
+        if key_file:
+            encoded = key_file.read_text().strip()
+            source = f"CERTSVC_MASTER_KEY_FILE ({key_file})"
+        if not encoded:
+            return None
+        return decode_master_key(encoded, source)
+
+
+def decode_master_key(encoded: str, source: str) -> bytes:
+    """Decode a base64 master key, raising ConfigError unless it is 32 bytes."""
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except binascii.Error:
+        raise ConfigError(
+            f"{source} is not valid base64; generate a key with: "
+            "python -c 'import os, base64; print(base64.b64encode(os.urandom(32)).decode())'"
+        ) from None
+    if len(key) != 32:
+        raise ConfigError(f"{source} decodes to {len(key)} bytes; a master key is 32 bytes")
+    return key

@@ -1,0 +1,90 @@
+"""Issuance operations: request a Let's Encrypt certificate and follow its progress."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import redis
+
+from service.backends import Backends, redis_unavailable_as_error
+from service.callers import Caller
+from service.domains import find_visible_domain
+from service.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from service.event_types import EventType
+from service.queueing import enqueue_issuance
+from service.store import domains as domain_rows
+from service.store import events as event_rows
+from service.store import issuances as issuance_rows
+from service.store.records import IssuanceRecord
+
+logger = logging.getLogger(__name__)
+
+
+def request_certificate(backends: Backends, caller: Caller, hostname_text: str) -> IssuanceRecord:
+    """Queue an issuance for a domain, or return the one already in flight."""
+    with backends.database.transaction() as connection:
+        domain = find_visible_domain(connection, caller, hostname_text)
+    if domain.wildcard:
+        raise FailedPrecondition(
+            f"{domain.hostname} is a wildcard domain: automatic Let's Encrypt certificates use "
+            "HTTP-01 validation, which cannot prove control of a wildcard (that needs DNS-01). "
+            "Upload a wildcard certificate with UploadCertificate instead."
+        )
+    # Fail before writing anything when the queue is unreachable.
+    with redis_unavailable_as_error("queueing the issuance"):
+        backends.redis.ping()
+
+    with backends.database.transaction() as connection:
+        domain = domain_rows.lock_domain_row(connection, domain.id)
+        if domain is None:
+            raise NotFound(f"domain {hostname_text} was removed; add it again first")
+        issuance, created = issuance_rows.create_or_get_in_flight(connection, domain.id,
+                                                                  domain.hostname)
+        if created:
+            event_rows.add_event(connection, domain.id, EventType.ISSUANCE_QUEUED,
+                                 "a Let's Encrypt certificate was requested", issuance.id)
+            if domain.status != "ACTIVE":
+                domain_rows.update_domain(connection, domain.id, status="ISSUING", last_error="")
+    if not created:
+        return issuance
+
+    try:
+        job_id = enqueue_issuance(backends.issuance_queue(), issuance.id)
+    except redis.RedisError as error:
+        _withdraw(backends, issuance, domain.status)
+        logger.warning("could not enqueue issuance_id=%s hostname=%s: %s",
+                       issuance.id, issuance.hostname, error)
+        raise Unavailable("Redis is unavailable, so the issuance was not queued; try again") from error
+    with backends.database.transaction() as connection:
+        issuance = issuance_rows.update_issuance(connection, issuance.id, job_id=job_id)
+    logger.info("queued issuance issuance_id=%s hostname=%s job_id=%s",
+                issuance.id, issuance.hostname, job_id)
+    return issuance
+
+
+def _withdraw(backends: Backends, issuance: IssuanceRecord, previous_status: str) -> None:
+    """Undo a just-created issuance whose job could not be queued."""
+    with backends.database.transaction() as connection:
+        current = issuance_rows.lock_issuance(connection, issuance.id)
+        if current is None or current.state != "QUEUED" or current.attempt != 0:
+            return
+        issuance_rows.delete_issuance(connection, issuance.id)
+        connection.execute("DELETE FROM events WHERE issuance_id = %s", (issuance.id,))
+        domain_rows.update_domain(connection, issuance.domain_id, status=previous_status)
+
+
+def get_issuance(backends: Backends, caller: Caller, issuance_id_text: str) -> IssuanceRecord:
+    try:
+        issuance_id = uuid.UUID(issuance_id_text)
+    except ValueError:
+        raise InvalidArgument.for_field(
+            "id", f"issuance id {issuance_id_text[:64]!r} is not a UUID; pass the id of an Issuance"
+        ) from None
+    with backends.database.transaction() as connection:
+        issuance = issuance_rows.get_issuance(connection, issuance_id)
+        domain = None if issuance is None else domain_rows.get_domain_by_id(connection,
+                                                                             issuance.domain_id)
+    if issuance is None or domain is None or not caller.may_see_app(domain.app_id):
+        raise NotFound(f"issuance {issuance_id} not found")
+    return issuance

@@ -1,0 +1,123 @@
+"""A small, strict HTTP/1.1 request parser and response writer for the responder.
+
+Only what an HTTP-01 validator and a browser following a redirect send is accepted:
+GET or HEAD, no body, bounded request line and headers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+MAX_REQUEST_LINE_BYTES = 4096
+MAX_HEAD_BYTES = 16384
+MAX_HEADER_COUNT = 100
+
+_REASONS = {
+    200: "OK", 308: "Permanent Redirect", 400: "Bad Request", 404: "Not Found",
+    405: "Method Not Allowed", 408: "Request Timeout", 414: "URI Too Long",
+    431: "Request Header Fields Too Large", 503: "Service Unavailable",
+}
+
+
+class BadRequest(Exception):
+    """The request cannot be served; status is the HTTP status to answer with."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    method: str
+    target: str
+    path: str
+    host: str
+    """The Host header in lowercase without port and trailing dot; empty when absent."""
+    keep_alive: bool
+
+
+def find_head_end(buffer: bytes | bytearray) -> int:
+    """Return the index just past the blank line ending the request head, or -1."""
+    end = buffer.find(b"\r\n\r\n")
+    return -1 if end < 0 else end + 4
+
+
+def check_partial_head(buffer: bytes | bytearray) -> None:
+    """Raise BadRequest when an unfinished head is already over a limit."""
+    line_end = buffer.find(b"\r\n")
+    if (line_end < 0 and len(buffer) > MAX_REQUEST_LINE_BYTES) or line_end > MAX_REQUEST_LINE_BYTES:
+        raise BadRequest(414, "request line too long")
+    if len(buffer) > MAX_HEAD_BYTES:
+        raise BadRequest(431, "request headers too large")
+
+
+def parse_head(head: bytes) -> Request:
+    """Parse a complete request head (ending with a blank line)."""
+    lines = head[:-4].split(b"\r\n")
+    if len(lines[0]) > MAX_REQUEST_LINE_BYTES:
+        raise BadRequest(414, "request line too long")
+    if len(head) > MAX_HEAD_BYTES or len(lines) - 1 > MAX_HEADER_COUNT:
+        raise BadRequest(431, "request headers too large")
+    try:
+        method_bytes, target_bytes, version = lines[0].split(b" ")
+    except ValueError:
+        raise BadRequest(400, "malformed request line") from None
+    if version not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise BadRequest(400, "unsupported HTTP version")
+    try:
+        method = method_bytes.decode("ascii")
+        target = target_bytes.decode("ascii")
+    except UnicodeDecodeError:
+        raise BadRequest(400, "non-ASCII request line") from None
+    if not target.startswith("/"):
+        raise BadRequest(400, "request target must be a path")
+
+    host = ""
+    connection = b""
+    for line in lines[1:]:
+        name, separator, value = line.partition(b":")
+        if not separator or not name or name != name.strip():
+            raise BadRequest(400, "malformed header")
+        lowered = name.lower()
+        if lowered == b"host":
+            if host:
+                raise BadRequest(400, "more than one Host header")
+            host = _normal_host(value.strip())
+        elif lowered == b"connection":
+            connection = value.strip().lower()
+        elif lowered in (b"content-length", b"transfer-encoding"):
+            if lowered == b"transfer-encoding" or value.strip() != b"0":
+                raise BadRequest(400, "a request body is not accepted")
+    if version == b"HTTP/1.1":
+        keep_alive = connection != b"close"
+    else:
+        keep_alive = connection == b"keep-alive"
+    path = target.split("?", 1)[0]
+    return Request(method=method, target=target, path=path, host=host, keep_alive=keep_alive)
+
+
+def _normal_host(value: bytes) -> str:
+    try:
+        host = value.decode("ascii").lower()
+    except UnicodeDecodeError:
+        raise BadRequest(400, "non-ASCII Host header") from None
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0].rstrip(".") if ":" in host else host.rstrip(".")
+
+
+def response(status: int, body: bytes = b"", *, head_only: bool = False, keep_alive: bool = True,
+             headers: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """Serialize a plain-text response that no cache may keep."""
+    lines = [
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
+        "Content-Type: text/plain; charset=utf-8",
+        f"Content-Length: {len(body)}",
+        "Cache-Control: no-store",
+        "X-Content-Type-Options: nosniff",
+        "Connection: keep-alive" if keep_alive else "Connection: close",
+        *(f"{name}: {value}" for name, value in headers),
+    ]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+    return head if head_only else head + body

@@ -1,0 +1,59 @@
+"""Queries on the certificates table."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+
+import psycopg
+from psycopg.rows import class_row
+
+from service.store.records import CertificateRecord
+
+_COLUMNS = """id, domain_id, source, hostnames, chain_pem, private_key_sealed, key_type,
+              not_before, not_after, issuer, serial_number, sha256_fingerprint, warnings,
+              issuance_id, created_at"""
+
+
+@dataclasses.dataclass(frozen=True)
+class NewCertificate:
+    """A verified certificate with its sealed key, ready to insert."""
+
+    id: uuid.UUID
+    domain_id: uuid.UUID
+    source: str
+    hostnames: list[str]
+    chain_pem: str
+    private_key_sealed: bytes
+    key_type: str
+    not_before: datetime.datetime
+    not_after: datetime.datetime
+    issuer: str
+    serial_number: str
+    sha256_fingerprint: str
+    warnings: list[str]
+    issuance_id: uuid.UUID | None = None
+
+
+def insert_certificate(connection: psycopg.Connection,
+                       certificate: NewCertificate) -> CertificateRecord:
+    fields = dataclasses.asdict(certificate)
+    names = ", ".join(fields)
+    placeholders = ", ".join(f"%({name})s" for name in fields)
+    with connection.cursor(row_factory=class_row(CertificateRecord)) as cursor:
+        record = cursor.execute(
+            f"INSERT INTO certificates ({names}) VALUES ({placeholders}) RETURNING {_COLUMNS}",
+            fields,
+        ).fetchone()
+    if record is None:
+        raise LookupError("INSERT ... RETURNING returned no row")
+    return record
+
+
+def get_certificate(connection: psycopg.Connection,
+                    certificate_id: uuid.UUID) -> CertificateRecord | None:
+    with connection.cursor(row_factory=class_row(CertificateRecord)) as cursor:
+        return cursor.execute(
+            f"SELECT {_COLUMNS} FROM certificates WHERE id = %s", (certificate_id,)
+        ).fetchone()

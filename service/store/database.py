@@ -1,0 +1,81 @@
+"""The Postgres connection pool and the transaction boundary of every store call."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from service.errors import Unavailable
+
+logger = logging.getLogger(__name__)
+
+# How long a caller waits for a pooled connection before the call fails as unavailable.
+DEFAULT_ACQUIRE_TIMEOUT_SECONDS = 5.0
+# How long opening a new server connection may take (libpq connect_timeout).
+CONNECT_TIMEOUT_SECONDS = 5
+
+
+class Database:
+    """A psycopg connection pool whose failures surface as service.errors.Unavailable."""
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10,
+                 acquire_timeout_seconds: float = DEFAULT_ACQUIRE_TIMEOUT_SECONDS,
+                 name: str = "certsvc") -> None:
+        self.url = url
+        self.pool = ConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            timeout=acquire_timeout_seconds,
+            name=name,
+            kwargs={"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": name},
+            # A broken connection is found on checkout after a server restart, so the
+            # pool replaces it instead of handing it out again.
+            check=ConnectionPool.check_connection,
+        )
+
+    def open(self, wait_seconds: float = 10.0) -> None:
+        """Open the pool and wait for a first connection, raising Unavailable on failure."""
+        self.pool.open()
+        try:
+            self.pool.wait(timeout=wait_seconds)
+        except PoolTimeout:
+            raise Unavailable(
+                f"cannot connect to Postgres at {_safe_url(self.url)} within {wait_seconds:g} s; "
+                "check CERTSVC_DATABASE_URL and that the server is running"
+            ) from None
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        """Yield a connection inside one transaction: committed on exit, rolled back on error."""
+        try:
+            with self.pool.connection() as connection:
+                yield connection
+        except PoolTimeout:
+            raise Unavailable(
+                "the database is unavailable: no connection became free in time; try again"
+            ) from None
+        except psycopg.OperationalError as error:
+            logger.warning("database operation failed: %s", error)
+            raise Unavailable(
+                "the database is unavailable; try again shortly"
+            ) from error
+
+
+def _safe_url(url: str) -> str:
+    """Return a connection string without its password, for messages."""
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(the configured URL)"
+    parts.pop("password", None)
+    host = parts.get("host", "localhost")
+    return f"{host}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"

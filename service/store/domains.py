@@ -1,0 +1,93 @@
+"""Queries on the domains table."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+from psycopg.rows import class_row
+
+from service.store.records import DomainRecord
+
+# Domain columns plus the active certificate's source and expiry.
+_SELECT = """
+    SELECT d.id, d.hostname, d.unicode_hostname, d.app_id, d.wildcard, d.status,
+           d.force_https, d.last_error, d.certificate_id, d.created_at, d.updated_at,
+           c.source AS certificate_source, c.not_after AS certificate_not_after
+    FROM domains d LEFT JOIN certificates c ON c.id = d.certificate_id
+"""
+
+
+def insert_domain(connection: psycopg.Connection, *, hostname: str, unicode_hostname: str,
+                  app_id: str, wildcard: bool) -> tuple[DomainRecord, bool]:
+    """Insert a domain unless its hostname exists; return the row and whether it is new."""
+    inserted = connection.execute(
+        """
+        INSERT INTO domains (hostname, unicode_hostname, app_id, wildcard)
+        VALUES (%s, %s, %s, %s)
+        ON CONFLICT (hostname) DO NOTHING
+        RETURNING id
+        """,
+        (hostname, unicode_hostname, app_id, wildcard),
+    ).fetchone()
+    record = get_domain(connection, hostname)
+    if record is None:
+        # The conflicting row was removed between the insert and the select.
+        return insert_domain(connection, hostname=hostname, unicode_hostname=unicode_hostname,
+                             app_id=app_id, wildcard=wildcard)
+    return record, inserted is not None
+
+
+def get_domain(connection: psycopg.Connection, hostname: str) -> DomainRecord | None:
+    with connection.cursor(row_factory=class_row(DomainRecord)) as cursor:
+        return cursor.execute(_SELECT + " WHERE d.hostname = %s", (hostname,)).fetchone()
+
+
+def get_domain_by_id(connection: psycopg.Connection, domain_id: uuid.UUID) -> DomainRecord | None:
+    with connection.cursor(row_factory=class_row(DomainRecord)) as cursor:
+        return cursor.execute(_SELECT + " WHERE d.id = %s", (domain_id,)).fetchone()
+
+
+def lock_domain_row(connection: psycopg.Connection, domain_id: uuid.UUID) -> DomainRecord | None:
+    """Select a domain FOR UPDATE, so that concurrent writers of it queue behind this one."""
+    with connection.cursor(row_factory=class_row(DomainRecord)) as cursor:
+        return cursor.execute(
+            _SELECT + " WHERE d.id = %s FOR UPDATE OF d", (domain_id,)
+        ).fetchone()
+
+
+def list_domains(connection: psycopg.Connection, *, app_ids: list[str] | None,
+                 after_hostname: str, limit: int) -> list[DomainRecord]:
+    """Return up to limit domains after after_hostname in hostname order.
+
+    app_ids None means every app; an empty list matches nothing.
+    """
+    with connection.cursor(row_factory=class_row(DomainRecord)) as cursor:
+        if app_ids is None:
+            return cursor.execute(
+                _SELECT + " WHERE d.hostname > %s ORDER BY d.hostname LIMIT %s",
+                (after_hostname, limit),
+            ).fetchall()
+        return cursor.execute(
+            _SELECT + " WHERE d.app_id = ANY(%s) AND d.hostname > %s ORDER BY d.hostname LIMIT %s",
+            (app_ids, after_hostname, limit),
+        ).fetchall()
+
+
+def delete_domain(connection: psycopg.Connection, domain_id: uuid.UUID) -> None:
+    """Delete a domain; its certificates, issuances and events go with it."""
+    connection.execute("UPDATE domains SET certificate_id = NULL WHERE id = %s", (domain_id,))
+    connection.execute("DELETE FROM domains WHERE id = %s", (domain_id,))
+
+
+def update_domain(connection: psycopg.Connection, domain_id: uuid.UUID, **columns: object) -> None:
+    """Set the given columns of a domain and its updated_at."""
+    allowed = {"status", "force_https", "last_error", "certificate_id"}
+    unknown = set(columns) - allowed
+    if unknown:
+        raise ValueError(f"cannot update domain columns {sorted(unknown)}")
+    assignments = ", ".join(f"{name} = %s" for name in columns)
+    connection.execute(
+        f"UPDATE domains SET {assignments}, updated_at = now() WHERE id = %s",
+        (*columns.values(), domain_id),
+    )

@@ -1,0 +1,83 @@
+"""Queries on the issuances table."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+from psycopg.rows import class_row
+
+from service.store.records import IssuanceRecord
+
+_COLUMNS = """id, domain_id, hostname, state, attempt, error, next_attempt_at, order_url,
+              job_id, certificate_id, created_at, updated_at"""
+_UPDATABLE = {"state", "attempt", "error", "next_attempt_at", "order_url", "job_id",
+              "certificate_id"}
+
+
+def create_or_get_in_flight(connection: psycopg.Connection, domain_id: uuid.UUID,
+                            hostname: str) -> tuple[IssuanceRecord, bool]:
+    """Create a QUEUED issuance unless one is in flight; return it and whether it is new.
+
+    The partial unique index issuances_one_in_flight makes concurrent callers agree.
+    """
+    with connection.cursor(row_factory=class_row(IssuanceRecord)) as cursor:
+        created = cursor.execute(
+            f"""
+            INSERT INTO issuances (domain_id, hostname) VALUES (%s, %s)
+            ON CONFLICT (domain_id) WHERE state NOT IN ('SUCCEEDED', 'FAILED') DO NOTHING
+            RETURNING {_COLUMNS}
+            """,
+            (domain_id, hostname),
+        ).fetchone()
+        if created is not None:
+            return created, True
+        existing = cursor.execute(
+            f"""
+            SELECT {_COLUMNS} FROM issuances
+            WHERE domain_id = %s AND state NOT IN ('SUCCEEDED', 'FAILED')
+            """,
+            (domain_id,),
+        ).fetchone()
+    if existing is None:
+        # The in-flight issuance finished between the two statements.
+        return create_or_get_in_flight(connection, domain_id, hostname)
+    return existing, False
+
+
+def get_issuance(connection: psycopg.Connection, issuance_id: uuid.UUID) -> IssuanceRecord | None:
+    with connection.cursor(row_factory=class_row(IssuanceRecord)) as cursor:
+        return cursor.execute(
+            f"SELECT {_COLUMNS} FROM issuances WHERE id = %s", (issuance_id,)
+        ).fetchone()
+
+
+def lock_issuance(connection: psycopg.Connection, issuance_id: uuid.UUID) -> IssuanceRecord | None:
+    """Select an issuance FOR UPDATE inside the caller's transaction."""
+    with connection.cursor(row_factory=class_row(IssuanceRecord)) as cursor:
+        return cursor.execute(
+            f"SELECT {_COLUMNS} FROM issuances WHERE id = %s FOR UPDATE", (issuance_id,)
+        ).fetchone()
+
+
+def update_issuance(connection: psycopg.Connection, issuance_id: uuid.UUID,
+                    **columns: object) -> IssuanceRecord:
+    """Set the given columns and updated_at; return the updated row."""
+    unknown = set(columns) - _UPDATABLE
+    if unknown:
+        raise ValueError(f"cannot update issuance columns {sorted(unknown)}")
+    assignments = ", ".join(f"{name} = %s" for name in columns)
+    with connection.cursor(row_factory=class_row(IssuanceRecord)) as cursor:
+        record = cursor.execute(
+            f"UPDATE issuances SET {assignments}, updated_at = now() WHERE id = %s "
+            f"RETURNING {_COLUMNS}",
+            (*columns.values(), issuance_id),
+        ).fetchone()
+    if record is None:
+        raise LookupError(f"issuance {issuance_id} does not exist")
+    return record
+
+
+def delete_issuance(connection: psycopg.Connection, issuance_id: uuid.UUID) -> None:
+    connection.execute("DELETE FROM issuances WHERE id = %s", (issuance_id,))
+

@@ -1,0 +1,140 @@
+"""Shared fixtures: a database and a Redis namespace per test run, a local Pebble, and
+certsvc's processes started for real."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from devtools import stack
+from devtools.pebble import LocalPebble, free_port
+from service.backends import Backends
+from service.config import Settings
+from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
+from service.grpc_gen.certsvc.v1 import certsvc_pb2_grpc
+from service.store.migrate import migrate
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh, migrated database that lives for the test run."""
+    name = stack.unique_name("test")
+    url = stack.create_database(name)
+    migrate(url)
+    yield url
+    stack.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def redis_prefix() -> Iterator[str]:
+    """A Redis key prefix of this test run; its keys are deleted at the end."""
+    prefix = f"certsvc-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    yield prefix
+    stack.delete_redis_namespace(stack.REDIS_URL, prefix)
+
+
+@pytest.fixture(scope="session")
+def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPebble]:
+    ca = LocalPebble.on_free_ports(tmp_path_factory.mktemp("pebble"))
+    ca.start()
+    yield ca
+    ca.stop()
+
+
+@pytest.fixture(scope="session")
+def base_environment(database_url: str, redis_prefix: str, pebble: LocalPebble) -> dict[str, str]:
+    """CERTSVC_* variables shared by the test run's processes."""
+    return {
+        "CERTSVC_DATABASE_URL": database_url,
+        "CERTSVC_REDIS_URL": stack.REDIS_URL,
+        "CERTSVC_REDIS_PREFIX": redis_prefix,
+        "CERTSVC_ACME_DIRECTORY_URL": pebble.directory_url,
+        "CERTSVC_ACME_CA_BUNDLE": str(pebble.ca_bundle),
+        "CERTSVC_RESPONDER_ADDRESS": f"127.0.0.1:{pebble.http_port}",
+        "CERTSVC_CHALLENGE_PORT": str(pebble.http_port),
+        "CERTSVC_DNS_SERVER": pebble.dns_server,
+        "CERTSVC_ALLOW_PRIVATE_TARGETS": "1",
+        "CERTSVC_DEV_INSECURE": "1",
+        "CERTSVC_LOG_LEVEL": "DEBUG",
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(base_environment: dict[str, str]) -> Settings:
+    return Settings.from_env(base_environment)
+
+
+@pytest.fixture(scope="session")
+def backends(settings: Settings) -> Iterator[Backends]:
+    connected = Backends.connect(settings)
+    yield connected
+    connected.close()
+
+
+@pytest.fixture(scope="session")
+def processes(base_environment: dict[str, str],
+              tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Processes]:
+    running = stack.Processes(base_environment, tmp_path_factory.mktemp("logs"))
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture(scope="session")
+def api_address(processes: stack.Processes) -> str:
+    """Address of a `certsvc api` process of this test run."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    process = processes.start("api", "api", extra_env={"CERTSVC_GRPC_ADDRESS": address})
+    stack.wait_for_port("127.0.0.1", port, process=process)
+    return address
+
+
+@pytest.fixture(scope="session")
+def channel(api_address: str) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(api_address) as opened:
+        grpc.channel_ready_future(opened).result(timeout=10)
+        yield opened
+
+
+@pytest.fixture(scope="session")
+def stub(channel: grpc.Channel) -> certsvc_pb2_grpc.CertificateServiceStub:
+    return certsvc_pb2_grpc.CertificateServiceStub(channel)
+
+
+@pytest.fixture(scope="session")
+def issuance_stack(processes: stack.Processes, pebble: LocalPebble, api_address: str) -> None:
+    """A responder on Pebble's HTTP-01 port, one worker and a scheduler."""
+    responder = processes.start("responder", "responder")
+    stack.wait_for_port("127.0.0.1", pebble.http_port, process=responder)
+    processes.start("worker-1", "worker")
+    processes.start("scheduler", "scheduler")
+
+
+def unique_hostname(label: str = "site") -> str:
+    """Return a hostname no other test uses."""
+    return f"{label}-{uuid.uuid4().hex[:10]}.example.com"
+
+
+def wait_for_issuance(stub: certsvc_pb2_grpc.CertificateServiceStub, issuance_id: str,
+                      timeout: float = 120.0) -> pb.Issuance:
+    """Poll GetIssuance until the issuance finishes; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        issuance = stub.GetIssuance(pb.GetIssuanceRequest(id=issuance_id), timeout=10)
+        if issuance.state in (pb.Issuance.SUCCEEDED, pb.Issuance.FAILED):
+            return issuance
+        if time.monotonic() > deadline:
+            pytest.fail(f"issuance {issuance_id} still {pb.Issuance.State.Name(issuance.state)} "
+                        f"after {timeout:g} s (attempt {issuance.attempt}, error {issuance.error!r})")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def log_dir(processes: stack.Processes) -> Path:
+    return processes.log_dir

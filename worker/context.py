@@ -1,0 +1,67 @@
+"""Connections a worker process keeps across jobs: Postgres, Redis and the ACME session."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import psycopg
+
+from service.backends import Backends
+from service.config import Settings
+from worker.acme_client import AcmeSession
+
+logger = logging.getLogger(__name__)
+
+_context: WorkerContext | None = None
+_context_lock = threading.Lock()
+
+
+class WorkerContext:
+    """Backends of one worker process plus the connection that holds domain locks.
+
+    Domain locks are session-level advisory locks, so they live on a connection of
+    their own outside the pool: a pooled connection could go back to the pool while
+    still holding one.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.backends = Backends.connect(settings, pool_max_size=4)
+        self._lock_connection: psycopg.Connection | None = None
+        self._acme_session: AcmeSession | None = None
+
+    def lock_connection(self) -> psycopg.Connection:
+        """Return the lock connection, reconnecting when the previous one broke."""
+        if self._lock_connection is None or self._lock_connection.closed or self._lock_connection.broken:
+            self._lock_connection = psycopg.connect(
+                self.settings.database_url, autocommit=True, connect_timeout=5,
+                application_name="certsvc-worker-locks",
+            )
+        return self._lock_connection
+
+    def acme_session(self) -> AcmeSession:
+        """Return the ACME session of the configured directory, opening it on first use."""
+        if self._acme_session is None:
+            self._acme_session = AcmeSession.open(self.settings, self.backends)
+        return self._acme_session
+
+    def forget_acme_session(self) -> None:
+        """Drop the session so that the next job fetches the directory and account again."""
+        self._acme_session = None
+
+
+def get_context() -> WorkerContext:
+    """Return this process's context, creating it from the environment on first use."""
+    global _context
+    with _context_lock:
+        if _context is None:
+            _context = WorkerContext(Settings.from_env())
+        return _context
+
+
+def set_context(context: WorkerContext | None) -> None:
+    """Install a context built elsewhere (the worker command builds one at start-up)."""
+    global _context
+    with _context_lock:
+        _context = context

@@ -1,0 +1,29 @@
+"""Why an issuance attempt failed, and whether trying again can help."""
+
+from __future__ import annotations
+
+import datetime
+
+
+class IssuanceError(Exception):
+    """An attempt failed; the message is written for the domain's owner."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, retry_after: datetime.datetime | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TransientIssuanceError(IssuanceError):
+    """A failure that may pass: a timeout, a lost connection, a CA error or rate limit."""
+
+    retryable = True
+
+
+class PermanentIssuanceError(IssuanceError):
+    """A failure that repeats until something changes: the CA rejected the name, CAA forbids."""
+
+
+class IssuanceCancelled(Exception):
+    """The issuance or its domain was removed while the attempt ran."""
