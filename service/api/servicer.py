@@ -102,3 +102,7 @@ class CertificateServicer(certsvc_pb2_grpc.CertificateServiceServicer):
                                                      page_token=request.page_token)
         return pb.ListDomainEventsResponse(events=[messages.event_message(row) for row in rows],
                                            next_page_token=next_token)
+
+    @rpc
+    def Ping(self, request: pb.PingRequest, caller: Caller) -> pb.PingResponse:
+        return pb.PingResponse()

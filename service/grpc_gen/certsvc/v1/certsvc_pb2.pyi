@@ -275,3 +275,11 @@ class ListDomainEventsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[DomainEvent]
     next_page_token: str
     def __init__(self, events: _Optional[_Iterable[_Union[DomainEvent, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class PingRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PingResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -61,6 +61,11 @@ class CertificateServiceStub:
     """The certificate that serves a hostname now."""
     ListDomainEvents: _grpc.UnaryUnaryMultiCallable[_certsvc_pb2.ListDomainEventsRequest, _certsvc_pb2.ListDomainEventsResponse]
     """A domain's timeline, newest first."""
+    Ping: _grpc.UnaryUnaryMultiCallable[_certsvc_pb2.PingRequest, _certsvc_pb2.PingResponse]
+    """Check that the api answers and accepts this call's credentials. It reads no
+    database and changes nothing, so its latency is the floor under every other
+    call's.
+    """
 
 @_typing.type_check_only
 class CertificateServiceAsyncStub(CertificateServiceStub):
@@ -89,6 +94,11 @@ class CertificateServiceAsyncStub(CertificateServiceStub):
     """The certificate that serves a hostname now."""
     ListDomainEvents: _aio.UnaryUnaryMultiCallable[_certsvc_pb2.ListDomainEventsRequest, _certsvc_pb2.ListDomainEventsResponse]  # type: ignore[assignment]
     """A domain's timeline, newest first."""
+    Ping: _aio.UnaryUnaryMultiCallable[_certsvc_pb2.PingRequest, _certsvc_pb2.PingResponse]  # type: ignore[assignment]
+    """Check that the api answers and accepts this call's credentials. It reads no
+    database and changes nothing, so its latency is the floor under every other
+    call's.
+    """
 
 class CertificateServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -180,5 +190,16 @@ class CertificateServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_certsvc_pb2.ListDomainEventsResponse, _abc.Awaitable[_certsvc_pb2.ListDomainEventsResponse]]:
         """A domain's timeline, newest first."""
+
+    @_abc_1.abstractmethod
+    def Ping(
+        self,
+        request: _certsvc_pb2.PingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_certsvc_pb2.PingResponse, _abc.Awaitable[_certsvc_pb2.PingResponse]]:
+        """Check that the api answers and accepts this call's credentials. It reads no
+        database and changes nothing, so its latency is the floor under every other
+        call's.
+        """
 
 def add_CertificateServiceServicer_to_server(servicer: CertificateServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
