@@ -10,10 +10,12 @@ from collections.abc import Iterator
 import redis
 import rq
 
+from service.certificate_cache import CertificateCache
 from service.config import Settings
 from service.encryption import Keyring
 from service.errors import Unavailable
 from service.redis_keys import RedisKeys
+from service.store.certificate_changes import CertificateChangeListener
 from service.store.database import Database
 
 logger = logging.getLogger(__name__)
@@ -53,25 +55,42 @@ class Backends:
     redis: redis.Redis
     keys: RedisKeys
     keyring: Keyring
+    certificate_cache: CertificateCache | None = None
+    """Hot hostnames' certificates, in processes that serve GetCertificate."""
+    _certificate_changes: CertificateChangeListener | None = None
 
     @classmethod
-    def connect(cls, settings: Settings, *, pool_max_size: int = 10) -> Backends:
-        """Open the connections, raising Unavailable when Postgres cannot be reached."""
+    def connect(cls, settings: Settings, *, pool_max_size: int = 10,
+                cache_certificates: bool = False) -> Backends:
+        """Open the connections, raising Unavailable when Postgres cannot be reached.
+
+        With cache_certificates, also start the cache of hot hostnames' certificates and
+        the listener that keeps it fresh.
+        """
         keyring = Keyring.from_settings(settings)
         database = Database(settings.database_url, max_size=pool_max_size)
         database.open()
-        return cls(
+        backends = cls(
             settings=settings,
             database=database,
             redis=connect_redis(settings.redis_url),
             keys=RedisKeys(settings.redis_prefix),
             keyring=keyring,
         )
+        if cache_certificates:
+            cache = CertificateCache()
+            backends.certificate_cache = cache
+            backends._certificate_changes = CertificateChangeListener(
+                settings.database_url, cache.invalidate, cache.set_listening)
+            backends._certificate_changes.start()
+        return backends
 
     def issuance_queue(self) -> rq.Queue:
         return rq.Queue(self.keys.issuance_queue, connection=self.redis,
                         default_timeout=ISSUANCE_JOB_TIMEOUT_SECONDS)
 
     def close(self) -> None:
+        if self._certificate_changes is not None:
+            self._certificate_changes.stop()
         self.database.close()
         self.redis.close()

@@ -110,6 +110,10 @@ def remove_domain(backends: Backends, caller: Caller, hostname_text: str) -> Non
         domain = find_visible_domain(connection, caller, hostname_text)
         domain_rows.delete_domain(connection, domain.id)
     logger.info("removed domain hostname=%s app_id=%s", domain.hostname, domain.app_id)
+    if backends.certificate_cache is not None:
+        # The change notification would drop it too, a moment later; a caller that
+        # asks for the certificate right after removing the domain must not get it.
+        backends.certificate_cache.invalidate(domain.hostname)
 
     keys = backends.keys
     try:

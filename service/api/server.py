@@ -73,7 +73,7 @@ def serve(settings: Settings) -> None:
     """Run the api until SIGTERM or SIGINT, then shut down gracefully."""
     if settings.dev_insecure:
         logger.warning(DEV_INSECURE_WARNING)
-    backends = Backends.connect(settings)
+    backends = Backends.connect(settings, cache_certificates=True)
     api = create_server(settings, backends)
     logger.info("api listening address=%s port=%d", settings.grpc_address, api.port)
 

@@ -69,6 +69,20 @@ class Database:
                 "the database is unavailable; try again shortly"
             ) from error
 
+    @contextlib.contextmanager
+    def read(self) -> Iterator[psycopg.Connection]:
+        """Yield a connection in autocommit mode, for reads of one statement each.
+
+        Each statement sees its own snapshot, and no BEGIN or COMMIT round trips are
+        spent; use transaction() when statements must agree with each other.
+        """
+        with self.transaction() as connection:
+            connection.autocommit = True
+            try:
+                yield connection
+            finally:
+                connection.autocommit = False
+
 
 def _safe_url(url: str) -> str:
     """Return a connection string without its password, for messages."""

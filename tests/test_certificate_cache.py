@@ -1,0 +1,312 @@
+"""The cache of hot hostnames' certificates: its bounds, its versions, the change
+notifications from Postgres, and GetCertificate served through it by the api."""
+
+from __future__ import annotations
+
+import datetime
+import queue
+import time
+import uuid
+
+import psycopg
+import pytest
+
+from conftest import unique_hostname
+from service.certificate_cache import CertificateCache
+from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
+from service.store.certificate_changes import CertificateChangeListener
+from service.store.certificates import CertificateRecord, ServingCertificate
+from service.validation.hostname import normalize_hostname
+
+NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def _serving(hostname: str, chain_pem: str = "chain") -> ServingCertificate:
+    record = CertificateRecord(
+        id=uuid.uuid4(), domain_id=uuid.uuid4(), source="LETS_ENCRYPT", hostnames=[hostname],
+        chain_pem=chain_pem, private_key_sealed=b"sealed", key_type="ECDSA-P256",
+        not_before=NOW, not_after=NOW, issuer="CN=test", serial_number="01",
+        sha256_fingerprint="AA", warnings=[], issuance_id=None, created_at=NOW)
+    return ServingCertificate(hostname=hostname, app_id="app-1", domain_status="ACTIVE",
+                              certificate=record)
+
+
+def _listening_cache(**limits) -> CertificateCache:
+    cache = CertificateCache(**limits)
+    cache.set_listening(True)
+    return cache
+
+
+def test_cache_returns_stored_entry() -> None:
+    cache = _listening_cache()
+    serving = _serving("a.example.com")
+
+    cache.put(serving, cache.version())
+
+    assert cache.get("a.example.com") is serving
+
+
+def test_cache_skips_put_after_invalidation() -> None:
+    cache = _listening_cache()
+    version = cache.version()
+
+    cache.invalidate("other.example.com")
+    cache.put(_serving("a.example.com"), version)
+
+    assert cache.get("a.example.com") is None
+
+
+def test_cache_invalidate_forgets_hostname() -> None:
+    cache = _listening_cache()
+    cache.put(_serving("a.example.com"), cache.version())
+    cache.put(_serving("b.example.com"), cache.version())
+
+    cache.invalidate("a.example.com")
+
+    assert cache.get("a.example.com") is None
+    assert cache.get("b.example.com") is not None
+
+
+def test_cache_serves_nothing_until_listening() -> None:
+    cache = CertificateCache()
+
+    cache.put(_serving("a.example.com"), cache.version())
+
+    assert cache.get("a.example.com") is None
+    assert len(cache) == 0
+
+
+def test_cache_cleared_when_listening_stops() -> None:
+    cache = _listening_cache()
+    cache.put(_serving("a.example.com"), cache.version())
+
+    cache.set_listening(False)
+    cache.set_listening(True)
+
+    assert cache.get("a.example.com") is None
+
+
+def test_cache_evicts_least_recently_used() -> None:
+    cache = _listening_cache(max_entries=2)
+    for name in ("a", "b"):
+        cache.put(_serving(f"{name}.example.com"), cache.version())
+    cache.get("a.example.com")
+
+    cache.put(_serving("c.example.com"), cache.version())
+
+    assert cache.get("b.example.com") is None
+    assert cache.get("a.example.com") is not None
+    assert cache.get("c.example.com") is not None
+
+
+def test_cache_bounded_by_bytes() -> None:
+    cache = _listening_cache(max_bytes=40_000)
+
+    for index in range(20):
+        cache.put(_serving(f"h{index}.example.com", chain_pem="x" * 10_000), cache.version())
+
+    assert cache.size_bytes <= 40_000
+    assert len(cache) == 3
+    assert cache.get("h19.example.com") is not None
+
+
+def test_cache_entry_expires_after_max_age() -> None:
+    cache = _listening_cache(max_age_seconds=0.01)
+    cache.put(_serving("a.example.com"), cache.version())
+
+    time.sleep(0.02)
+
+    assert cache.get("a.example.com") is None
+
+
+@pytest.mark.parametrize("typed", ["Shop.Example.com.", "faß.de", "*.Example.com",
+                                   "xn--fa-hia.de", "BÜCHER.example"])
+def test_normal_form_normalizes_to_itself(typed: str) -> None:
+    # The cache looks a hostname up before normalizing it; that is only right when
+    # every normal form is its own normal form.
+    normal = normalize_hostname(typed).ascii
+
+    assert normalize_hostname(normal).ascii == normal
+
+
+# --- change notifications from Postgres -------------------------------------------------
+
+
+@pytest.fixture
+def changes(database_url: str):
+    """A listener on the test database; yields a queue of the hostnames it reports."""
+    reported: queue.Queue[str] = queue.Queue()
+    listening: queue.Queue[bool] = queue.Queue()
+    listener = CertificateChangeListener(database_url, reported.put, listening.put)
+    listener.start()
+    assert listening.get(timeout=10) is True
+    yield reported
+    listener.stop()
+
+
+def _insert_domain_with_certificate(connection: psycopg.Connection,
+                                    hostname: str) -> tuple[uuid.UUID, uuid.UUID]:
+    domain_id = connection.execute(
+        "INSERT INTO domains (hostname, unicode_hostname, app_id) VALUES (%s, %s, 'app-1') "
+        "RETURNING id", (hostname, hostname)).fetchone()[0]
+    certificate_id = _insert_certificate(connection, domain_id, hostname)
+    connection.execute("UPDATE domains SET certificate_id = %s WHERE id = %s",
+                       (certificate_id, domain_id))
+    return domain_id, certificate_id
+
+
+def _insert_certificate(connection: psycopg.Connection, domain_id: uuid.UUID,
+                        hostname: str) -> uuid.UUID:
+    return connection.execute(
+        """
+        INSERT INTO certificates (domain_id, source, hostnames, chain_pem, private_key_sealed,
+            key_type, not_before, not_after, issuer, serial_number, sha256_fingerprint)
+        VALUES (%s, 'CUSTOM', ARRAY[%s], %s, '\\x00', 'ECDSA-P256', now(),
+                now() + interval '90 days', 'CN=test', %s, 'AA')
+        RETURNING id
+        """,
+        (domain_id, hostname, f"chain of {uuid.uuid4()}", uuid.uuid4().hex),
+    ).fetchone()[0]
+
+
+def _drain(reported: queue.Queue[str], timeout: float = 5.0) -> set[str]:
+    found = {reported.get(timeout=timeout)}
+    deadline = time.monotonic() + 0.2
+    while time.monotonic() < deadline:
+        try:
+            found.add(reported.get(timeout=0.05))
+        except queue.Empty:
+            pass
+    return found
+
+
+def test_notified_when_active_certificate_changes(database_url: str, changes) -> None:
+    hostname = unique_hostname("notify")
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        domain_id, _ = _insert_domain_with_certificate(connection, hostname)
+        assert hostname in _drain(changes)
+
+        replacement = _insert_certificate(connection, domain_id, hostname)
+        connection.execute("UPDATE domains SET certificate_id = %s WHERE id = %s",
+                           (replacement, domain_id))
+
+        assert _drain(changes) == {hostname}
+
+
+def test_notified_when_certificate_row_changes(database_url: str, changes) -> None:
+    hostname = unique_hostname("reseal")
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        _, certificate_id = _insert_domain_with_certificate(connection, hostname)
+        _drain(changes)
+
+        connection.execute("UPDATE certificates SET private_key_sealed = '\\x01' WHERE id = %s",
+                           (certificate_id,))
+
+        assert _drain(changes) == {hostname}
+
+
+def test_notified_when_domain_removed(database_url: str, changes) -> None:
+    hostname = unique_hostname("removed")
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        domain_id, _ = _insert_domain_with_certificate(connection, hostname)
+        _drain(changes)
+
+        connection.execute("UPDATE domains SET certificate_id = NULL WHERE id = %s", (domain_id,))
+        connection.execute("DELETE FROM domains WHERE id = %s", (domain_id,))
+
+        assert _drain(changes) == {hostname}
+
+
+def test_status_update_not_notified(database_url: str, changes) -> None:
+    hostname = unique_hostname("status")
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        domain_id, _ = _insert_domain_with_certificate(connection, hostname)
+        _drain(changes)
+
+        connection.execute("UPDATE domains SET status = 'ISSUING', last_error = 'x' "
+                           "WHERE id = %s", (domain_id,))
+
+        with pytest.raises(queue.Empty):
+            changes.get(timeout=0.5)
+
+
+def test_rolled_back_change_not_notified(database_url: str, changes) -> None:
+    hostname = unique_hostname("rollback")
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        domain_id, _ = _insert_domain_with_certificate(connection, hostname)
+        _drain(changes)
+
+        with pytest.raises(RuntimeError), connection.transaction():
+            connection.execute("UPDATE domains SET certificate_id = NULL WHERE id = %s",
+                               (domain_id,))
+            raise RuntimeError("roll back")
+
+        with pytest.raises(queue.Empty):
+            changes.get(timeout=0.5)
+
+
+# --- GetCertificate through the api's cache -------------------------------------------
+
+
+def _wait_for_certificate_id(stub, hostname: str, expected: str, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        current = stub.GetCertificate(pb.GetCertificateRequest(hostname=hostname)).id
+        if current == expected or time.monotonic() > deadline:
+            return current
+        time.sleep(0.01)
+
+
+def test_get_certificate_follows_change_by_another_writer(stub, database_url: str) -> None:
+    hostname = unique_hostname("cached")
+    stub.AddDomain(pb.AddDomainRequest(hostname=hostname, app_id="app-1"))
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        domain_id = connection.execute("SELECT id FROM domains WHERE hostname = %s",
+                                       (hostname,)).fetchone()[0]
+        first = _insert_certificate(connection, domain_id, hostname)
+        connection.execute("UPDATE domains SET certificate_id = %s WHERE id = %s",
+                           (first, domain_id))
+        for _ in range(3):  # the second and third calls are served from the cache
+            assert stub.GetCertificate(pb.GetCertificateRequest(hostname=hostname)).id == str(first)
+
+        second = _insert_certificate(connection, domain_id, hostname)
+        connection.execute("UPDATE domains SET certificate_id = %s WHERE id = %s",
+                           (second, domain_id))
+
+    assert _wait_for_certificate_id(stub, hostname, str(second)) == str(second)
+
+
+def test_get_certificate_typed_form_uses_same_entry(stub, database_url: str) -> None:
+    hostname = unique_hostname("typed")
+    stub.AddDomain(pb.AddDomainRequest(hostname=hostname, app_id="app-1"))
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        domain_id = connection.execute("SELECT id FROM domains WHERE hostname = %s",
+                                       (hostname,)).fetchone()[0]
+        certificate_id = _insert_certificate(connection, domain_id, hostname)
+        connection.execute("UPDATE domains SET certificate_id = %s WHERE id = %s",
+                           (certificate_id, domain_id))
+
+    typed = stub.GetCertificate(pb.GetCertificateRequest(hostname=hostname.upper() + "."))
+    normal = stub.GetCertificate(pb.GetCertificateRequest(hostname=hostname))
+
+    assert typed.id == normal.id == str(certificate_id)
+
+
+def test_get_certificate_not_found_after_remove(stub, database_url: str) -> None:
+    import grpc
+
+    hostname = unique_hostname("gone")
+    stub.AddDomain(pb.AddDomainRequest(hostname=hostname, app_id="app-1"))
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        domain_id = connection.execute("SELECT id FROM domains WHERE hostname = %s",
+                                       (hostname,)).fetchone()[0]
+        certificate_id = _insert_certificate(connection, domain_id, hostname)
+        connection.execute("UPDATE domains SET certificate_id = %s WHERE id = %s",
+                           (certificate_id, domain_id))
+    stub.GetCertificate(pb.GetCertificateRequest(hostname=hostname))
+
+    stub.RemoveDomain(pb.RemoveDomainRequest(hostname=hostname))
+
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.GetCertificate(pb.GetCertificateRequest(hostname=hostname))
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
