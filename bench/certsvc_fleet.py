@@ -179,6 +179,17 @@ class CertsvcFleet:
         pids = self.service_pids() + self.scratch.backend_pids()
         return {pid: cpu_seconds(pid) for pid in pids}
 
+    def roles(self) -> dict[int, str]:
+        """Name the role of each pid of cpu_snapshot(): api, responder, workers, Postgres."""
+        roles = {}
+        for name, process in self.processes.running.items():
+            role = "workers" if name.startswith("worker-") else name
+            for pid in [process.pid, *child_pids(process.pid)]:
+                roles[pid] = role
+        for pid in self.scratch.backend_pids():
+            roles[pid] = "postgres backends"
+        return roles
+
     def max_worker_rss(self) -> int | None:
         readings = [rss for rss in map(rss_bytes, self.worker_pids()) if rss is not None]
         return max(readings) if readings else None
@@ -187,3 +198,12 @@ class CertsvcFleet:
 def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU seconds spent between two snapshots by the processes alive at the second."""
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def cpu_used_by_role(before: dict[int, float], after: dict[int, float],
+                     roles: dict[int, str]) -> dict[str, float]:
+    used: dict[str, float] = {}
+    for pid, seconds in after.items():
+        role = roles.get(pid, "other")
+        used[role] = used.get(role, 0.0) + seconds - before.get(pid, 0.0)
+    return used

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench import acme_peers, bare_acme, profiling, tools
 from bench.bare_acme import IssuerRun
-from bench.certsvc_fleet import CertsvcFleet, cpu_used
+from bench.certsvc_fleet import CertsvcFleet, cpu_used, cpu_used_by_role
 from bench.harness import (Deadline, Figure, argument_parser, command_line, configure_logging,
                            emit, percentile, ratio, rss_bytes, scratch_stack, SCRATCH_ROOT)
 from devtools.pebble import LocalPebble
@@ -117,20 +117,25 @@ def run_bare(workdir: Path, sizes: Sizes) -> tuple[IssuerRun, IssuerRun]:
 @dataclasses.dataclass
 class CertsvcResults:
     runs: dict[int, IssuerRun]
+    cpu_by_role: dict[int, dict[str, float]]
+    """CPU seconds per role (api, responder, workers...) during each throughput run."""
     one_at_a_time: IssuerRun | None
     api_rss: int | None
     worker_rss: int | None
     profile: str | None
 
 
-def _throughput_run(fleet: CertsvcFleet, workers: int, sizes: Sizes) -> IssuerRun:
+def _throughput_run(fleet: CertsvcFleet, workers: int,
+                    sizes: Sizes) -> tuple[IssuerRun, dict[str, float]]:
+    """Issue sizes.domains certificates at once; return the run and CPU seconds by role."""
     hostnames = _hostnames(f"w{workers}", sizes.domains)
     fleet.add_domains(hostnames)
     cpu_before = fleet.cpu_snapshot()
     issuance_ids = fleet.request(hostnames)
     fleet.wait_finished(issuance_ids, Deadline(sizes.run_limit_seconds))
     cpu_after = fleet.cpu_snapshot()
-    return _issuer_run(fleet, issuance_ids, cpu_used(cpu_before, cpu_after))
+    run = _issuer_run(fleet, issuance_ids, cpu_used(cpu_before, cpu_after))
+    return run, cpu_used_by_role(cpu_before, cpu_after, fleet.roles())
 
 
 def _issuer_run(fleet: CertsvcFleet, issuance_ids: list[uuid.UUID],
@@ -167,6 +172,7 @@ def run_certsvc(workdir: Path, sizes: Sizes, py_spy: Path | None) -> CertsvcResu
 def _run_fleet(fleet: CertsvcFleet, sizes: Sizes, py_spy: Path | None,
                workdir: Path) -> CertsvcResults:
     runs: dict[int, IssuerRun] = {}
+    cpu_by_role: dict[int, dict[str, float]] = {}
     one_at_a_time = None
     worker_rss: list[int] = []
     for workers in WORKER_COUNTS:
@@ -182,7 +188,7 @@ def _run_fleet(fleet: CertsvcFleet, sizes: Sizes, py_spy: Path | None,
             issued = fleet.issue_one_by_one(hostnames, Deadline(sizes.run_limit_seconds))
             one_at_a_time = _issuer_run(fleet, issued,
                                         cpu_used(cpu_before, fleet.cpu_snapshot()))
-        runs[workers] = _throughput_run(fleet, workers, sizes)
+        runs[workers], cpu_by_role[workers] = _throughput_run(fleet, workers, sizes)
         logger.info("certsvc with %d workers: %d certificates, %.0f per minute", workers,
                     runs[workers].issued, runs[workers].per_minute or 0)
         rss = fleet.max_worker_rss()
@@ -193,7 +199,7 @@ def _run_fleet(fleet: CertsvcFleet, sizes: Sizes, py_spy: Path | None,
     profile = None
     if py_spy is not None and sizes.profile_domains:
         profile = _profile_worker(fleet, sizes, py_spy, workdir)
-    return CertsvcResults(runs=runs, one_at_a_time=one_at_a_time,
+    return CertsvcResults(runs=runs, cpu_by_role=cpu_by_role, one_at_a_time=one_at_a_time,
                           api_rss=rss_bytes(fleet.pid("api")),
                           worker_rss=max(worker_rss) if worker_rss else None, profile=profile)
 
@@ -298,6 +304,13 @@ def build_figures(bare: tuple[IssuerRun, IssuerRun], certsvc: CertsvcResults,
         "responder, scheduler, workers and the Postgres backends serving them; Pebble's "
         "and Redis's CPU is not counted for anyone.",
     ]
+    for workers, used in certsvc.cpu_by_role.items():
+        issued = certsvc.runs[workers].issued or 1
+        figure.notes.append(
+            f"CPU milliseconds per certificate with {workers} worker"
+            f"{'s' if workers > 1 else ''}, by process: "
+            + ", ".join(f"{role} {seconds / issued * 1000:.1f}"
+                        for role, seconds in sorted(used.items(), key=lambda item: -item[1])))
     if certsvc.profile:
         figure.extra["worker profile"] = certsvc.profile
 
