@@ -41,6 +41,12 @@ def watch(description: str, secret: str) -> None:
 
 def watch_private_key(description: str, key_der: bytes) -> None:
     """Register the secret parts of a PKCS#8 DER private key."""
+    for part, secret in secret_parts(description, key_der).items():
+        watch(part, secret)
+
+
+def secret_parts(description: str, key_der: bytes) -> dict[str, str]:
+    """Return text forms of a private key's secret that a careless log line could carry."""
     key = serialization.load_der_private_key(key_der, password=None)
     if isinstance(key, ec.EllipticCurvePrivateKey):
         secret_number = key.private_numbers().private_value
@@ -48,10 +54,12 @@ def watch_private_key(description: str, key_der: bytes) -> None:
         secret_number = key.private_numbers().d
     else:
         secret_number = None
+    parts = {}
     if secret_number is not None:
-        watch(f"{description} (secret number in hex)", format(secret_number, "x")[:40])
+        parts[f"{description} (secret number in hex)"] = format(secret_number, "x")[:40]
     # The second line of the PEM form; for an EC key it covers the secret scalar.
-    watch(f"{description} (PEM body)", base64.b64encode(key_der).decode()[64:128])
+    parts[f"{description} (PEM body)"] = base64.b64encode(key_der).decode()[64:128]
+    return parts
 
 
 def watch_stored_keys(database_url: str, keyring: Keyring) -> int:
