@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from service.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# What a hostname in normal form may contain (a wildcard's "*." included).
+_HOSTNAME_CHARACTERS = re.compile(r"[a-z0-9.*-]*")
 
 
 def page_size(requested: int) -> int:
@@ -45,7 +48,13 @@ def encode_domain_token(last_hostname: str) -> str:
 
 def decode_domain_token(token: str) -> str:
     """Return the hostname after which the page starts; empty for the first page."""
-    return _decode("domain", token) or ""
+    hostname = _decode("domain", token) or ""
+    # Tokens come back from clients, so the value is checked like any input.
+    if len(hostname) > 255 or not _HOSTNAME_CHARACTERS.fullmatch(hostname):
+        raise InvalidArgument.for_field(
+            "page_token", "page_token is invalid; pass the next_page_token of the previous page"
+        )
+    return hostname
 
 
 def encode_event_token(last_event_id: int) -> str:
@@ -56,7 +65,7 @@ def decode_event_token(token: str) -> int | None:
     value = _decode("event", token)
     if value is None:
         return None
-    if not value.isdigit():
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
         raise InvalidArgument.for_field(
             "page_token", "page_token is invalid; pass the next_page_token of the previous page"
         )
