@@ -44,6 +44,8 @@ class Keyring:
     def __init__(self, primary: bytes, previous: tuple[bytes, ...] = ()) -> None:
         self._primary_id = key_id(primary)
         self._ciphers = {key_id(key): AESGCM(key) for key in (*previous, primary)}
+        self.previous_key_ids = tuple(key_id(key).hex() for key in previous
+                                      if key_id(key) != self._primary_id)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Keyring:
