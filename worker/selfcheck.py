@@ -60,6 +60,15 @@ class CheckResult:
     warnings: list[str]
     checked_at: datetime.datetime
 
+    def summary(self) -> str:
+        """Describe the check for a domain's timeline: the message, each hop, each warning."""
+        lines = [self.message]
+        for hop in self.hops:
+            outcome = str(hop.status) if hop.status else hop.error
+            lines.append(f"GET {hop.url} ({hop.address}): {outcome}")
+        lines += [f"warning: {warning}" for warning in self.warnings]
+        return "\n".join(lines)
+
 
 class CheckFailed(Exception):
     """Ends a check early with the user's message."""

@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service import force_https
 from service.api.auth import Authenticator
 from service.api.servicer import CertificateServicer
 from service.backends import Backends
@@ -74,6 +75,8 @@ def serve(settings: Settings) -> None:
     if settings.dev_insecure:
         logger.warning(DEV_INSECURE_WARNING)
     backends = Backends.connect(settings)
+    # Redis may have lost the mirror (a restart, an eviction); Postgres has the truth.
+    force_https.rebuild_mirror_quietly(backends.database, backends.redis, backends.keys)
     api = create_server(settings, backends)
     logger.info("api listening address=%s port=%d", settings.grpc_address, api.port)
 
