@@ -53,6 +53,11 @@ def is_platform_hostname(hostname: Hostname, platform_domain: str) -> bool:
     if not platform_domain:
         return False
     name = hostname.base
+    if name == platform_domain and hostname.wildcard:
+        raise InvalidArgument.for_field(
+            "hostname",
+            f"{hostname.ascii} is the platform's own wildcard, which the platform certificate "
+            f"serves already; add a host name under it, such as myapp.{platform_domain}")
     if name == platform_domain:
         raise InvalidArgument.for_field(
             "hostname",
