@@ -4,7 +4,7 @@ The responder redirects plain HTTP to HTTPS for a host while the key
 RedisKeys.force_https(host) exists. That key exists only while the redirect is in
 effect: the flag is on and the domain has a certificate that has not expired, so a
 user cannot send visitors to an HTTPS site that has no certificate. The key expires
-with the certificate; the api rebuilds the whole mirror at start, and the scheduler
+with the certificate. The api rebuilds the whole mirror at start and the scheduler
 rebuilds it periodically, so a lost or stale key is corrected from Postgres.
 """
 
@@ -41,7 +41,7 @@ def redirect_effective(domain: DomainRecord, now: datetime.datetime | None = Non
 
 
 def not_effective_warning(domain: DomainRecord, now: datetime.datetime | None = None) -> str:
-    """Return the sentence that says why a requested redirect is not served, or ""."""
+    """Return the sentence that explains why a requested redirect is not served, or ""."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     if not domain.force_https or redirect_effective(domain, now):
         return ""
