@@ -334,6 +334,7 @@ def test_private_target_refused(world) -> None:
     assert not result.ok
     assert "loopback address" in result.message
     assert result.hops == []
+    assert result.warnings == []
 
 
 def _caa_scenario(host: str, zone: str, policies: list[dict[str, str]]) -> dict:

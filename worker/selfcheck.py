@@ -179,10 +179,20 @@ class SelfCheck:
             raise CheckFailed(advice.dns_failure(url.geturl(), host, str(error),
                                                  error.kind)) from None
 
-        if addresses.ipv6:
-            ipv6 = addresses.ipv6[0]
-            self._check_policy(host, ipv6, "AAAA")
-            fallback = addresses.ipv4[0] if first and addresses.ipv4 else None
+        warnings_before = len(self.warnings)
+        ipv6_addresses = self._reachable(host, addresses.ipv6, "AAAA")
+        ipv4_addresses = self._reachable(host, addresses.ipv4, "A")
+        if not ipv6_addresses and not ipv4_addresses:
+            del self.warnings[warnings_before:]  # the failure message says it
+            refused, record_type = ((addresses.ipv6[0], "AAAA") if addresses.ipv6
+                                    else (addresses.ipv4[0], "A"))
+            reason = unreachable_reason(refused,
+                                        allow_private=self.settings.allow_private_targets)
+            raise CheckFailed(advice.unreachable_address(host, refused, record_type, reason))
+
+        if ipv6_addresses:
+            ipv6 = ipv6_addresses[0]
+            fallback = ipv4_addresses[0] if first and ipv4_addresses else None
             try:
                 share = 0.5 if fallback is not None else 1.0
                 return self._fetch_from(url, ipv6, share), True
@@ -193,12 +203,9 @@ class SelfCheck:
                 self.warnings.append(advice.ipv6_fallback_warning(host, ipv6, str(error)))
                 logger.info("self-check falling back to IPv4 hostname=%s ipv6=%s: %s",
                             self.hostname, ipv6, error)
-            self._check_policy(host, fallback, "A")
             return self._fetch_or_fail(url, fallback), False
 
-        ipv4 = addresses.ipv4[0]
-        self._check_policy(host, ipv4, "A")
-        return self._fetch_or_fail(url, ipv4), False
+        return self._fetch_or_fail(url, ipv4_addresses[0]), False
 
     def _fetch_or_fail(self, url: urllib.parse.SplitResult, address: IPAddress) -> FetchedResponse:
         try:
@@ -229,10 +236,20 @@ class SelfCheck:
                      self.hostname, url.geturl(), address, response.status)
         return response
 
-    def _check_policy(self, host: str, address: IPAddress, record_type: str) -> None:
-        reason = unreachable_reason(address, allow_private=self.settings.allow_private_targets)
-        if reason:
-            raise CheckFailed(advice.unreachable_address(host, address, record_type, reason))
+    def _reachable(self, host: str, addresses: list[IPAddress],
+                   record_type: str) -> list[IPAddress]:
+        """Drop the addresses the CA cannot reach, as it does, with a warning for each."""
+        reachable = []
+        for address in addresses:
+            reason = unreachable_reason(address,
+                                        allow_private=self.settings.allow_private_targets)
+            if reason:
+                warning = advice.unreachable_address(host, address, record_type, reason)
+                if warning not in self.warnings:
+                    self.warnings.append(warning)
+            else:
+                reachable.append(address)
+        return reachable
 
     # Judging the final answer and the DNS gate.
 
