@@ -212,7 +212,9 @@ def test_process_start_rebuilds_mirror(stub, backends, processes, redis_client, 
     try:
         deadline = time.monotonic() + 20
         while not redis_client.exists(keys.force_https(hostname)):
-            assert time.monotonic() < deadline, processes.log_text(name)[-2000:]
+            if time.monotonic() > deadline:
+                pytest.fail(f"{command} did not rebuild the mirror within 20 s; log tail: "
+                            f"{processes.log_text(name)[-2000:]}")
             time.sleep(0.05)
     finally:
         processes.stop(name)

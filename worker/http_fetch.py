@@ -69,24 +69,24 @@ def fetch(url: urllib.parse.SplitResult, address: IPAddress, timeout_seconds: fl
                                body=body)
     except ssl.SSLError as error:
         if connection.aborted:
-            raise NetworkError("did not answer in time", timed_out=True) from None
+            raise NetworkError("timed out", timed_out=True) from None
         raise ProtocolError(f"the TLS handshake failed ({error.reason or error})") from None
     except (TimeoutError, socket.timeout):
-        raise NetworkError("did not answer in time", timed_out=True) from None
+        raise NetworkError("timed out", timed_out=True) from None
     except ConnectionRefusedError:
         raise NetworkError("refused the connection") from None
     except (http.client.RemoteDisconnected, http.client.IncompleteRead, ConnectionResetError,
             BrokenPipeError):
         if connection.aborted:
-            raise NetworkError("did not answer in time", timed_out=True) from None
+            raise NetworkError("timed out", timed_out=True) from None
         raise NetworkError("closed the connection without an answer") from None
     except http.client.HTTPException as error:
         if connection.aborted:
-            raise NetworkError("did not answer in time", timed_out=True) from None
+            raise NetworkError("timed out", timed_out=True) from None
         raise ProtocolError(f"sent a malformed HTTP response ({type(error).__name__})") from None
     except OSError as error:
         if connection.aborted:
-            raise NetworkError("did not answer in time", timed_out=True) from None
+            raise NetworkError("timed out", timed_out=True) from None
         raise NetworkError(f"could not be reached ({error.strerror or error})") from None
     finally:
         watchdog.cancel()
