@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -38,7 +39,15 @@ DATABASE_NAME = "certsvc_demo"
 REDIS_PREFIX = "certsvc-demo"
 
 
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> int:
+    # A demo started in the background inherits an ignored SIGINT, and SIGTERM would end
+    # it without stopping its children: both run the clean-up below instead.
+    signal.signal(signal.SIGINT, _stop_on_signal)
+    signal.signal(signal.SIGTERM, _stop_on_signal)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hostname", default="shop.example.com",
                         help="domain to issue a certificate for (default shop.example.com)")
@@ -55,6 +64,7 @@ def main() -> int:
         return 1
 
     workdir = Path(tempfile.mkdtemp(prefix="certsvc-demo-"))
+    step(f"logs go to {workdir}")
     pebble = LocalPebble(workdir / "pebble", acme_port=ACME_PORT,
                          management_port=PEBBLE_MANAGEMENT_PORT, http_port=RESPONDER_PORT,
                          dns_port=DNS_PORT, challtestsrv_management_port=CHALLTESTSRV_MANAGEMENT_PORT)
@@ -121,14 +131,13 @@ def main() -> int:
         if arguments.keep_running:
             step(f"running; the operator token is in {token_file}; try:\n"
                  f"  export CERTSVC_TOKEN=$(cat {token_file})\n"
-                 f"  grpcurl -plaintext -H \"authorization: Bearer $CERTSVC_TOKEN\" "
+                 f"  .venv/bin/grpcurl -plaintext -H \"authorization: Bearer $CERTSVC_TOKEN\" "
                  f"-d '{{}}' {API_ADDRESS} certsvc.v1.CertificateService/ListDomains\n"
-                 "(Ctrl-C stops)")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+                 "(Ctrl-C or SIGTERM stops)")
+            while True:
+                time.sleep(3600)
+        return 0
+    except KeyboardInterrupt:
         return 0
     finally:
         step("stopping what the demo started")

@@ -12,7 +12,9 @@ from service.callers import Caller
 from service.domains import find_visible_domain
 from service.encryption import UnsealError
 from service.errors import DataLoss, NotFound, PermissionDenied
+from service.platform import PENDING_REASON, platform_domain_of, platform_key_associated_data
 from service.store import certificates as certificate_rows
+from service.store import platform_certificates as platform_rows
 from service.store.records import CertificateRecord
 
 logger = logging.getLogger(__name__)
@@ -38,8 +40,15 @@ def get_certificate(backends: Backends, caller: Caller, hostname_text: str,
                                "without include_private_key")
     with backends.database.transaction() as connection:
         domain = find_visible_domain(connection, caller, hostname_text)
-        record = (None if domain.certificate_id is None
-                  else certificate_rows.get_certificate(connection, domain.certificate_id))
+        if domain.platform:
+            record = platform_rows.get_newest(connection, platform_domain_of(domain.hostname),
+                                              domain.id)
+        else:
+            record = (None if domain.certificate_id is None
+                      else certificate_rows.get_certificate(connection, domain.certificate_id))
+    if record is None and domain.platform:
+        raise NotFound(f"{domain.hostname} is a platform hostname and the platform certificate "
+                       f"is not installed yet; {PENDING_REASON}")
     if record is None:
         raise NotFound(
             f"{domain.hostname} has no certificate yet (status {domain.status}); request one "
@@ -47,9 +56,15 @@ def get_certificate(backends: Backends, caller: Caller, hostname_text: str,
         )
     if not include_private_key:
         return CertificateView(record, "")
+    if domain.platform and not caller.is_operator:
+        raise PermissionDenied(
+            f"{domain.hostname} is served by the platform's wildcard certificate, whose key "
+            "serves every platform hostname; only operators may read it, so ask without "
+            "include_private_key")
+    associated_data = (platform_key_associated_data(record.id) if domain.platform
+                       else certificate_key_associated_data(record.domain_id))
     try:
-        key_der = backends.keyring.unseal(record.private_key_sealed,
-                                          certificate_key_associated_data(record.domain_id))
+        key_der = backends.keyring.unseal(record.private_key_sealed, associated_data)
     except UnsealError as error:
         logger.error("cannot unseal private key certificate_id=%s hostname=%s: %s",
                      record.id, domain.hostname, error)

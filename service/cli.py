@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from service.config import ConfigError, Settings
 from service.errors import Unavailable
@@ -19,6 +20,7 @@ COMMANDS = {
     "scheduler": "run the periodic jobs",
     "migrate": "create or upgrade the database schema",
     "rotate-master-key": "re-seal stored private keys under CERTSVC_MASTER_KEY",
+    "platform-cert": "install the platform's wildcard certificate (--chain FILE --key FILE)",
 }
 
 
@@ -79,6 +81,45 @@ def _run_rotate_master_key(settings: Settings, argv: list[str]) -> int:
     logger.info("every stored value is sealed under key id=%s; the previous keys can be "
                 "removed from CERTSVC_PREVIOUS_MASTER_KEYS", keyring.primary_key_id)
     return 0
+def _run_platform_cert(settings: Settings, argv: list[str]) -> None:
+    from service.backends import connect_redis
+    from service.encryption import Keyring
+    from service.force_https import rebuild_mirror_quietly
+    from service.platform import PlatformCertificateError, install_platform_certificate
+    from service.redis_keys import RedisKeys
+    from service.store.database import Database
+
+    parser = argparse.ArgumentParser(prog="certsvc platform-cert",
+                                     description=COMMANDS["platform-cert"])
+    parser.add_argument("--chain", required=True, type=Path,
+                        help="PEM file: the wildcard certificate first, then intermediates")
+    parser.add_argument("--key", required=True, type=Path, help="PEM file of its private key")
+    arguments = parser.parse_args(argv)
+    if not settings.platform_domain:
+        raise ConfigError("CERTSVC_PLATFORM_DOMAIN is not set; set it to the domain the "
+                          "wildcard certificate covers (for *.meteorapp.com: meteorapp.com)")
+    keyring = Keyring.from_settings(settings)
+    try:
+        chain_pem, key_pem = arguments.chain.read_bytes(), arguments.key.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read {error.filename}: {error.strerror}") from None
+
+    database = Database(settings.database_url, max_size=1)
+    database.open()
+    try:
+        installed = install_platform_certificate(database, keyring, settings.platform_domain,
+                                                 chain_pem, key_pem)
+    except PlatformCertificateError as error:
+        raise ConfigError(f"the platform certificate was not installed: {error}") from None
+    # Platform hostnames with Force HTTPS on redirect from now on.
+    client = connect_redis(settings.redis_url)
+    rebuild_mirror_quietly(database, client, RedisKeys(settings.redis_prefix))
+    client.close()
+    database.close()
+    details = installed.details
+    logger.info("platform certificate installed for *.%s: serial %s, valid until %s UTC, "
+                "%d platform hostnames active", settings.platform_domain, details.serial_number,
+                f"{details.not_after:%Y-%m-%d %H:%M}", installed.activated_domains)
 
 
 def _run_api(settings: Settings, argv: list[str]) -> None:
@@ -117,6 +158,7 @@ _HANDLERS = {
     "scheduler": _run_scheduler,
     "migrate": _run_migrate,
     "rotate-master-key": _run_rotate_master_key,
+    "platform-cert": _run_platform_cert,
 }
 
 
@@ -128,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                     "environment variables (see README.md).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="commands:\n" + "\n".join(f"  {name:<18} {text}" for name, text in COMMANDS.items()),
+        epilog="commands:\n" + "\n".join(f"  {name:<13} {text}"
+                                          for name, text in COMMANDS.items()),
     )
     parser.add_argument("command", choices=sorted(_HANDLERS), metavar="command")
     parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

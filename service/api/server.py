@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service import force_https
 from service.api.auth import Authenticator
 from service.api.guard import CallGuard
 from service.api.servicer import CertificateServicer
@@ -124,6 +125,8 @@ def log_security_warnings(settings: Settings, authenticator: Authenticator) -> N
 def serve(settings: Settings) -> None:
     """Run the api until SIGTERM or SIGINT, then shut down gracefully."""
     backends = Backends.connect(settings)
+    # Redis may have lost the mirror (a restart, an eviction); Postgres has the truth.
+    force_https.rebuild_mirror_quietly(backends.database, backends.redis, backends.keys)
     api = create_server(settings, backends)
     log_security_warnings(settings, api.authenticator)
     logger.info("api listening address=%s port=%d", settings.grpc_address, api.port)
