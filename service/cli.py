@@ -169,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         description="TLS certificates for custom domains. Configuration comes from CERTSVC_* "
                     "environment variables (see README.md).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="commands:\n" + "\n".join(f"  {name:<18} {text}" for name, text in COMMANDS.items()),
-        epilog="commands:\n" + "\n".join(f"  {name:<13} {text}"
+        epilog="commands:\n" + "\n".join(f"  {name:<18} {text}"
                                           for name, text in COMMANDS.items()),
     )
     parser.add_argument("command", choices=sorted(_HANDLERS), metavar="command")
