@@ -127,8 +127,11 @@ def test_root_copy_with_new_dates_trusted() -> None:
 
 
 def test_path_search_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Same-name CA certificates whose two keys sign each other could make the search
-    try every order of them; it must give up after a bounded number of candidates."""
+    """Check that the search gives up after a bounded number of candidates.
+
+    Same-name CA certificates whose two keys sign each other could otherwise make it
+    try every order of them.
+    """
     checks = []
     original = chain_module.signed_by
 

@@ -37,10 +37,10 @@ class Upload:
 
 @dataclasses.dataclass(frozen=True)
 class UploadCase:
-    """How to build an upload, and the answer: a stored chain or ordered violations.
+    """An upload builder and the expected result: a stored chain or ordered violations.
 
-    Each violation is (field, words); a word "a|b" matches either. Words may use
-    {host} and {zone}, filled in with the case's names.
+    Each violation is (field, words), and a word "a|b" matches either alternative.
+    Words may use {host} and {zone}, which are filled in with the case's names.
     """
 
     name: str
