@@ -17,3 +17,6 @@ class EventType(enum.StrEnum):
     ISSUANCE_RETRY_SCHEDULED = "ISSUANCE_RETRY_SCHEDULED"
     ISSUANCE_FAILED = "ISSUANCE_FAILED"
     CERTIFICATE_UPLOADED = "CERTIFICATE_UPLOADED"
+    # An issuance stopped before it finished, for example because a custom certificate
+    # was uploaded meanwhile.
+    ISSUANCE_CANCELLED = "ISSUANCE_CANCELLED"

@@ -16,6 +16,7 @@ from service.api.servicer import CertificateServicer
 from service.backends import Backends
 from service.config import DEV_INSECURE_WARNING, Settings
 from service.grpc_gen.certsvc.v1 import certsvc_pb2, certsvc_pb2_grpc
+from service.trust_bundle import load_trust_anchors
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ def serve(settings: Settings) -> None:
     """Run the api until SIGTERM or SIGINT, then shut down gracefully."""
     if settings.dev_insecure:
         logger.warning(DEV_INSECURE_WARNING)
+    load_trust_anchors(settings.trust_bundle)  # a bad CERTSVC_TRUST_BUNDLE stops the start
     backends = Backends.connect(settings)
     api = create_server(settings, backends)
     logger.info("api listening address=%s port=%d", settings.grpc_address, api.port)
