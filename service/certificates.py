@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import logging
 
+import psycopg
 from cryptography.hazmat.primitives import serialization
 
 from service.backends import Backends
@@ -13,7 +14,9 @@ from service.callers import Caller
 from service.domains import parse_hostname
 from service.encryption import UnsealError
 from service.errors import DataLoss, NotFound, PermissionDenied
+from service.platform import PENDING_REASON, platform_domain_of, platform_key_associated_data
 from service.store import certificates as certificate_rows
+from service.store import platform_certificates as platform_rows
 from service.store.records import CertificateRecord
 
 logger = logging.getLogger(__name__)
@@ -59,9 +62,9 @@ def get_certificate(backends: Backends, caller: Caller, hostname_text: str,
                     include_private_key: bool) -> CertificateView:
     """Return the certificate that serves a hostname now.
 
-    That is the certificate of the hostname's own domain or, when it has none, the
-    certificate of the wildcard domain one label up ("*.example.com" serves
-    "shop.example.com").
+    That is the certificate of the hostname's own domain (for a platform hostname, the
+    platform's newest certificate) or, when it has none, the certificate of the
+    wildcard domain one label up ("*.example.com" serves "shop.example.com").
     """
     if include_private_key and not caller.may_read_private_keys:
         raise PermissionDenied("this caller may not read private keys; ask for the certificate "
@@ -73,29 +76,52 @@ def get_certificate(backends: Backends, caller: Caller, hostname_text: str,
         candidates.append(f"*.{parent}")
     with backends.database.transaction() as connection:
         found = certificate_rows.find_serving_candidates(connection, candidates)
-    visible = {row.hostname: row for row in found if caller.may_see_app(row.app_id)}
+        visible = {row.hostname: row for row in found if caller.may_see_app(row.app_id)}
+        served = [_with_platform_certificate(connection, visible[name])
+                  for name in candidates if name in visible]
+    serving = next((row for row in served if row.certificate is not None), None)
 
-    serving = next((visible[name] for name in candidates
-                    if name in visible and visible[name].certificate is not None), None)
     if serving is None or serving.certificate is None:
         domain = visible.get(hostname.ascii)
         if domain is None:
             raise NotFound(f"domain {hostname.ascii} not found; add it with AddDomain first")
+        if domain.platform:
+            raise NotFound(f"{domain.hostname} is a platform hostname and the platform "
+                           f"certificate is not installed yet; {PENDING_REASON}")
         raise NotFound(
             f"{domain.hostname} has no certificate yet (status {domain.status}); request one "
             "with RequestCertificate or upload one with UploadCertificate"
         )
     record = serving.certificate
     now = datetime.datetime.now(datetime.timezone.utc)
-    key_pem = unseal_key_pem(backends, record, serving.hostname) if include_private_key else ""
+    if not include_private_key:
+        return CertificateView(record, "", certificate_warnings(record, now))
+    if serving.platform and not caller.is_operator:
+        raise PermissionDenied(
+            f"{serving.hostname} is served by the platform's wildcard certificate, whose key "
+            "serves every platform hostname; only operators may read it, so ask without "
+            "include_private_key")
+    associated_data = (platform_key_associated_data(record.id) if serving.platform
+                       else certificate_key_associated_data(record.domain_id))
+    key_pem = unseal_key_pem(backends, record, associated_data, serving.hostname)
     return CertificateView(record, key_pem, certificate_warnings(record, now))
 
 
-def unseal_key_pem(backends: Backends, record: CertificateRecord, hostname: str) -> str:
+def _with_platform_certificate(connection: psycopg.Connection,
+                               row: certificate_rows.ServingCandidate
+                               ) -> certificate_rows.ServingCandidate:
+    """Give a platform hostname the platform's newest certificate as its own."""
+    if not row.platform:
+        return row
+    record = platform_rows.get_newest(connection, platform_domain_of(row.hostname), row.id)
+    return dataclasses.replace(row, certificate=record)
+
+
+def unseal_key_pem(backends: Backends, record: CertificateRecord, associated_data: bytes,
+                   hostname: str) -> str:
     """Open a certificate's sealed private key and return it as PKCS#8 PEM."""
     try:
-        key_der = backends.keyring.unseal(record.private_key_sealed,
-                                          certificate_key_associated_data(record.domain_id))
+        key_der = backends.keyring.unseal(record.private_key_sealed, associated_data)
     except UnsealError as error:
         logger.error("cannot unseal private key certificate_id=%s hostname=%s: %s",
                      record.id, hostname, error)

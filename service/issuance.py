@@ -12,6 +12,7 @@ from service.callers import Caller
 from service.domains import find_visible_domain
 from service.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from service.event_types import EventType
+from service.platform import platform_domain_of
 from service.queueing import enqueue_issuance
 from service.store import domains as domain_rows
 from service.store import events as event_rows
@@ -25,6 +26,13 @@ def request_certificate(backends: Backends, caller: Caller, hostname_text: str) 
     """Queue an issuance for a domain, or return the one already in flight."""
     with backends.database.transaction() as connection:
         domain = find_visible_domain(connection, caller, hostname_text)
+    if domain.platform:
+        waiting = "" if domain.certificate_source == "PLATFORM" else (
+            " (an operator has yet to install it with `certsvc platform-cert`)")
+        raise FailedPrecondition(
+            f"{domain.hostname} is already covered by the platform's wildcard certificate "
+            f"*.{platform_domain_of(domain.hostname)}{waiting}, so it needs no Let's Encrypt "
+            "certificate")
     if domain.wildcard:
         raise FailedPrecondition(
             f"{domain.hostname} is a wildcard domain: automatic Let's Encrypt certificates use "

@@ -22,8 +22,9 @@ from service.certificates import (
     certificate_warnings,
 )
 from service.domains import find_visible_domain
-from service.errors import FieldViolation, InvalidArgument, NotFound
+from service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from service.event_types import EventType
+from service.platform import platform_domain_of
 from service.store import certificates as certificate_rows
 from service.store import domains as domain_rows
 from service.store import events as event_rows
@@ -49,6 +50,11 @@ def upload_certificate(backends: Backends, caller: Caller, hostname_text: str, c
     """
     with backends.database.transaction() as connection:
         domain = find_visible_domain(connection, caller, hostname_text)
+    if domain.platform:
+        raise FailedPrecondition(
+            f"{domain.hostname} is covered by the platform's wildcard certificate "
+            f"*.{platform_domain_of(domain.hostname)}, which serves it in place of any uploaded "
+            "certificate; upload a certificate for a domain of your own instead")
     anchors = load_trust_anchors(backends.settings.trust_bundle)
     now = datetime.datetime.now(datetime.timezone.utc)
     try:

@@ -96,8 +96,8 @@ def test_timeline_tells_the_story(stub) -> None:
     events = stub.ListDomainEvents(pb.ListDomainEventsRequest(hostname=hostname)).events
 
     types = [event.type for event in reversed(events)]
-    assert types == ["DOMAIN_ADDED", "ISSUANCE_QUEUED", "ISSUANCE_STARTED", "ORDER_CREATED",
-                     "CHALLENGES_ANSWERED", "ISSUANCE_SUCCEEDED"]
+    assert types == ["DOMAIN_ADDED", "ISSUANCE_QUEUED", "ISSUANCE_STARTED", "SELF_CHECK_PASSED",
+                     "ORDER_CREATED", "CHALLENGE_VALIDATED", "ISSUANCE_SUCCEEDED"]
     assert all(event.issuance_id == issuance.id for event in events[:-1])
 
 

@@ -32,6 +32,7 @@ from upload_support import (
 )
 
 APP = "app-upload"
+PLATFORM_DOMAIN = f"p{uuid.uuid4().hex[:8]}.example.org"
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def upload_address(processes: stack.Processes, pkis: dict[str, Pki],
                    tmp_path_factory: pytest.TempPathFactory) -> str:
     bundle = write_trust_bundle(tmp_path_factory.mktemp("trust") / "roots.pem",
                                 [pki.root for pki in pkis.values()])
-    return start_api(processes, "api-upload", bundle)
+    return start_api(processes, "api-upload", bundle, CERTSVC_PLATFORM_DOMAIN=PLATFORM_DOMAIN)
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +130,21 @@ def test_upload_unknown_domain(upload_stub, pki: Pki) -> None:
 
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     assert "AddDomain" in raised.value.details()
+
+
+def test_upload_platform_hostname_rejected(upload_stub, pki: Pki) -> None:
+    hostname = f"myapp{uuid.uuid4().hex[:6]}.{PLATFORM_DOMAIN}"
+    upload_stub.AddDomain(pb.AddDomainRequest(hostname=hostname, app_id=APP))
+    leaf = pki.leaf([hostname])
+
+    with pytest.raises(grpc.RpcError) as raised:
+        upload_stub.UploadCertificate(pb.UploadCertificateRequest(
+            hostname=hostname, certificate_chain_pem=pki.chain_pem(leaf),
+            private_key_pem=leaf.key_pem()))
+
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"*.{PLATFORM_DOMAIN}" in raised.value.details()
+    assert "domain of your own" in raised.value.details()
 
 
 def test_upload_records_event(upload_stub, pki: Pki) -> None:

@@ -22,12 +22,14 @@ def write_trust_bundle(path: Path, roots: Iterable[Issued]) -> Path:
     return path
 
 
-def start_api(processes: stack.Processes, name: str, trust_bundle: Path) -> str:
+def start_api(processes: stack.Processes, name: str, trust_bundle: Path,
+              **extra_env: str) -> str:
     """Start a `certsvc api` of the test run that trusts trust_bundle; return its address."""
     port = free_port()
     address = f"127.0.0.1:{port}"
     process = processes.start(name, "api", extra_env={
-        "CERTSVC_GRPC_ADDRESS": address, "CERTSVC_TRUST_BUNDLE": str(trust_bundle)})
+        "CERTSVC_GRPC_ADDRESS": address, "CERTSVC_TRUST_BUNDLE": str(trust_bundle),
+        **extra_env})
     stack.wait_for_port("127.0.0.1", port, process=process)
     return address
 

@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service import force_https
 from service.api.auth import Authenticator
 from service.api.servicer import CertificateServicer
 from service.backends import Backends
@@ -76,6 +77,8 @@ def serve(settings: Settings) -> None:
         logger.warning(DEV_INSECURE_WARNING)
     load_trust_anchors(settings.trust_bundle)  # a bad CERTSVC_TRUST_BUNDLE stops the start
     backends = Backends.connect(settings)
+    # Redis may have lost the mirror (a restart, an eviction); Postgres has the truth.
+    force_https.rebuild_mirror_quietly(backends.database, backends.redis, backends.keys)
     api = create_server(settings, backends)
     logger.info("api listening address=%s port=%d", settings.grpc_address, api.port)
 

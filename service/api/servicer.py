@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import empty_pb2
 
-from service import certificates, domains, events, issuance, uploads
+from service import certificates, domain_check, domains, events, force_https, issuance, uploads
 from service.api import messages
 from service.api.auth import Authenticator
 from service.api.status import status_code, to_grpc_status
@@ -77,6 +77,17 @@ class CertificateServicer(certsvc_pb2_grpc.CertificateServiceServicer):
     def RemoveDomain(self, request: pb.RemoveDomainRequest, caller: Caller) -> empty_pb2.Empty:
         domains.remove_domain(self.backends, caller, request.hostname)
         return empty_pb2.Empty()
+
+    @rpc
+    def SetForceHttps(self, request: pb.SetForceHttpsRequest, caller: Caller) -> pb.Domain:
+        domain = force_https.set_force_https(self.backends, caller, request.hostname,
+                                             request.force_https)
+        return messages.domain_message(domain)
+
+    @rpc
+    def CheckDomain(self, request: pb.CheckDomainRequest, caller: Caller) -> pb.DomainCheck:
+        result = domain_check.check_domain(self.backends, caller, request.hostname)
+        return messages.domain_check_message(result)
 
     @rpc
     def RequestCertificate(self, request: pb.RequestCertificateRequest,

@@ -63,9 +63,11 @@ def get_certificate(connection: psycopg.Connection,
 class ServingCandidate:
     """A domain that may serve a hostname, with its active certificate if it has one."""
 
+    id: uuid.UUID
     hostname: str
     app_id: str
     status: str
+    platform: bool
     certificate: CertificateRecord | None
 
 
@@ -81,12 +83,11 @@ def find_serving_candidates(connection: psycopg.Connection,
     """
     rows = connection.execute(
         f"""
-        SELECT d.hostname, d.app_id, d.status, {_CERTIFICATE_COLUMNS_OF_C}
+        SELECT d.id, d.hostname, d.app_id, d.status, d.platform, {_CERTIFICATE_COLUMNS_OF_C}
         FROM domains d LEFT JOIN certificates c ON c.id = d.certificate_id
         WHERE d.hostname = ANY(%s)
         """,
         (hostnames,),
     ).fetchall()
-    return [ServingCandidate(row[0], row[1], row[2],
-                             CertificateRecord(*row[3:]) if row[3] is not None else None)
+    return [ServingCandidate(*row[:5], CertificateRecord(*row[5:]) if row[5] is not None else None)
             for row in rows]
