@@ -82,7 +82,6 @@ def delete_issuance(connection: psycopg.Connection, issuance_id: uuid.UUID) -> N
     connection.execute("DELETE FROM issuances WHERE id = %s", (issuance_id,))
 
 
-
 def lock_in_flight(connection: psycopg.Connection, domain_id: uuid.UUID) -> IssuanceRecord | None:
     """Select a domain's unfinished issuance FOR UPDATE, or return None when there is none."""
     with connection.cursor(row_factory=class_row(IssuanceRecord)) as cursor:
