@@ -122,9 +122,7 @@ def read_certificates(blocks: list[PemBlock]) -> tuple[list[UploadedCertificate]
                         f"{where} cannot be parsed as an X.509 certificate ({error}); copy it "
                         "again from the file your CA sent")))
                     continue
-                warnings.append(f"read {len(bundle)} certificates from a PKCS#7 bundle in "
-                                f"block {block.position}")
-                uploaded += [UploadedCertificate(item, block.position) for item in bundle]
+                uploaded += _unpack_bundle(bundle, block, warnings)
                 continue
             uploaded.append(UploadedCertificate(certificate, block.position))
         elif block.label in PKCS7_LABELS:
@@ -135,9 +133,7 @@ def read_certificates(blocks: list[PemBlock]) -> tuple[list[UploadedCertificate]
                     "certificates as PEM with `openssl pkcs7 -in bundle.p7b -print_certs "
                     "-out chain.pem`")))
                 continue
-            warnings.append(f"read {len(bundle)} certificates from the PKCS#7 bundle in "
-                            f"block {block.position}")
-            uploaded += [UploadedCertificate(item, block.position) for item in bundle]
+            uploaded += _unpack_bundle(bundle, block, warnings)
         elif block.label in IGNORED_KEY_FILE_LABELS:
             continue
         else:
@@ -157,6 +153,13 @@ def _misplaced_block_message(where: str, label: str) -> str:
         return f"{where} is a public key, not a certificate; paste the certificate chain here"
     return (f"{where} is not a certificate; {CHAIN_FIELD} takes certificates starting with "
             "'-----BEGIN CERTIFICATE-----'")
+
+
+def _unpack_bundle(bundle: list[x509.Certificate], block: PemBlock,
+                   warnings: list[str]) -> list[UploadedCertificate]:
+    warnings.append(f"read {len(bundle)} certificates from the PKCS#7 bundle in block "
+                    f"{block.position}")
+    return [UploadedCertificate(certificate, block.position) for certificate in bundle]
 
 
 def _pkcs7_certificates(der: bytes) -> list[x509.Certificate]:
@@ -187,24 +190,17 @@ def _first_der_element(der: bytes) -> bytes:
 
 def remove_duplicates(uploaded: list[UploadedCertificate]) -> tuple[list[UploadedCertificate],
                                                                      list[str]]:
-    """Keep the first copy of each certificate; return the rest as warnings."""
-    seen: dict[bytes, int] = {}
-    unique: list[UploadedCertificate] = []
+    """Keep the first copy of each certificate and describe the removed copies as warnings."""
+    copies: dict[bytes, list[UploadedCertificate]] = {}
     for item in uploaded:
-        der = item.certificate.public_bytes(serialization.Encoding.DER)
-        if der in seen:
-            seen[der] += 1
-            continue
-        seen[der] = 1
-        unique.append(item)
+        copies.setdefault(item.certificate.public_bytes(serialization.Encoding.DER), []).append(item)
     warnings = []
-    for item in unique:
-        copies = seen[item.certificate.public_bytes(serialization.Encoding.DER)]
-        if copies > 1:
-            extra = copies - 1
+    for same in copies.values():
+        extra = len(same) - 1
+        if extra:
             warnings.append(f"removed {extra} duplicate cop{'y' if extra == 1 else 'ies'} of "
-                            f"the certificate {item.subject}")
-    return unique, warnings
+                            f"the certificate {same[0].subject}")
+    return [same[0] for same in copies.values()], warnings
 
 
 # The leaf
