@@ -20,3 +20,6 @@ class EventType(enum.StrEnum):
     ISSUANCE_FAILED = "ISSUANCE_FAILED"
     CERTIFICATE_UPLOADED = "CERTIFICATE_UPLOADED"
     PLATFORM_CERTIFICATE_INSTALLED = "PLATFORM_CERTIFICATE_INSTALLED"
+    # An issuance stopped before it finished, for example because a custom certificate
+    # was uploaded meanwhile.
+    ISSUANCE_CANCELLED = "ISSUANCE_CANCELLED"

@@ -71,7 +71,7 @@ def certificate_message(view: CertificateView) -> pb.Certificate:
         serial_number=record.serial_number,
         sha256_fingerprint=record.sha256_fingerprint,
         key_type=record.key_type,
-        warnings=record.warnings,
+        warnings=view.warnings,
         created_at=timestamp(record.created_at),
     )
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import empty_pb2
 
-from service import certificates, domain_check, domains, events, force_https, issuance
+from service import certificates, domain_check, domains, events, force_https, issuance, uploads
 from service.api import messages
 from service.api.auth import Authenticator
 from service.api.guard import current_caller
@@ -103,6 +103,14 @@ class CertificateServicer(certsvc_pb2_grpc.CertificateServiceServicer):
     @rpc
     def GetIssuance(self, request: pb.GetIssuanceRequest, caller: Caller) -> pb.Issuance:
         return messages.issuance_message(issuance.get_issuance(self.backends, caller, request.id))
+
+    @rpc
+    def UploadCertificate(self, request: pb.UploadCertificateRequest,
+                          caller: Caller) -> pb.Certificate:
+        view = uploads.upload_certificate(self.backends, caller, request.hostname,
+                                          request.certificate_chain_pem, request.private_key_pem,
+                                          request.passphrase)
+        return messages.certificate_message(view)
 
     @rpc
     def GetCertificate(self, request: pb.GetCertificateRequest, caller: Caller) -> pb.Certificate:
