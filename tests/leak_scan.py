@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from pathlib import Path
 
 import josepy
@@ -25,8 +26,11 @@ from service.store.accounts import account_key_associated_data
 
 logger = logging.getLogger(__name__)
 
-# Marks a PEM private key of any kind: "BEGIN PRIVATE KEY", "BEGIN EC PRIVATE KEY"...
-PEM_MARKER = "PRIVATE KEY"
+# A PEM private key of any kind ("BEGIN PRIVATE KEY", "BEGIN EC PRIVATE KEY"...): the
+# armour line, optional headers, then base64. Messages that only quote the armour line
+# as advice do not match.
+PEM_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----\r?\n(?:[^\n]*: [^\n]*\r?\n)*"
+                       r"\r?\n?[A-Za-z0-9+/]{16}")
 # Secrets shorter than this could match by chance.
 _MIN_SECRET_LENGTH = 16
 
@@ -109,8 +113,8 @@ def find_leaks(files: list[Path], secrets: dict[str, str]) -> list[str]:
     leaks = []
     for path in files:
         text = path.read_text(errors="replace")
-        if PEM_MARKER in text:
-            leaks.append(f"{path}: a PEM private key ('{PEM_MARKER}')")
+        if PEM_BLOCK.search(text):
+            leaks.append(f"{path}: a PEM private key block")
         for description, secret in secrets.items():
             if secret in text:
                 leaks.append(f"{path}: {description}")

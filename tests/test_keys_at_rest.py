@@ -304,7 +304,7 @@ def test_database_dump_has_no_private_key(stub, database_url, tmp_path) -> None:
     dump = subprocess.run(["pg_dump", "--no-owner", "--dbname", database_url],
                           capture_output=True, text=True, timeout=120, check=True).stdout
 
-    assert "PRIVATE KEY" not in dump
+    assert not leak_scan.PEM_BLOCK.search(dump)
     assert "CREATE TABLE public.certificates" in dump
     for der in (key_der, account_der):
         assert der.hex() not in dump

@@ -32,9 +32,17 @@ def test_finds_watched_secret(tmp_path: Path) -> None:
 
 def test_finds_pem_private_key(tmp_path: Path) -> None:
     log = tmp_path / "worker.txt"
-    log.write_text("DEBUG -----BEGIN EC PRIVATE KEY-----\nMHcCAQEE...\n")
+    log.write_text("DEBUG -----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIAbcdefghijklmnop\n")
 
-    assert leak_scan.find_leaks([log], {}) == [f"{log}: a PEM private key ('PRIVATE KEY')"]
+    assert leak_scan.find_leaks([log], {}) == [f"{log}: a PEM private key block"]
+
+
+def test_block_type_in_words_passes(tmp_path: Path) -> None:
+    log = tmp_path / "api.txt"
+    log.write_text("INFO the private key (block 1, BEGIN ENCRYPTED PRIVATE KEY) is encrypted\n"
+                   "INFO paste the text starting with '-----BEGIN PRIVATE KEY-----'\n")
+
+    assert leak_scan.find_leaks([log], {}) == []
 
 
 def test_finds_key_without_pem_header(tmp_path: Path) -> None:

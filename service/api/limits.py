@@ -28,16 +28,19 @@ STRING_LIMITS = {
     "app_id": 128,
     "id": 64,
     "page_token": 512,
-    # A chain of a leaf and a few intermediates with 4096-bit RSA keys is about 10 KiB.
-    "certificate_chain_pem": 256 * 1024,
-    # An encrypted 8192-bit RSA key is about 7 KiB.
-    "private_key_pem": 32 * 1024,
+    # UploadCertificate checks these against its own, lower limit (256 KiB) with advice
+    # on what to paste; here they are only bounded by the request size.
+    "certificate_chain_pem": MAX_REQUEST_BYTES,
+    "private_key_pem": MAX_REQUEST_BYTES,
     "passphrase": 1024,
 }
 
 # Control characters other than tab, line feed and carriage return have no place in
 # any field; PostgreSQL text cannot even store NUL.
 _CONTROL_CHARACTERS = {chr(code) for code in range(32) if chr(code) not in "\t\n\r"} | {"\x7f"}
+# Fields that the RPC parses itself and that may arrive mangled (DER, PKCS#12 or UTF-16
+# read into a text field): their RPC recognises such input and says how to convert it.
+_CONTROL_CHARACTERS_ALLOWED = frozenset({"certificate_chain_pem", "private_key_pem", "passphrase"})
 
 
 def check_request_size(size: int) -> None:
@@ -84,6 +87,7 @@ def _check_text(path: str, name: str, value: str | bytes,
     if len(value) > limit:
         violations.append(FieldViolation(
             path, f"{path} is {len(value)} {unit} long; the limit is {limit} {unit}"))
-    elif isinstance(value, str) and not _CONTROL_CHARACTERS.isdisjoint(value):
+    elif (isinstance(value, str) and name not in _CONTROL_CHARACTERS_ALLOWED
+          and not _CONTROL_CHARACTERS.isdisjoint(value)):
         violations.append(FieldViolation(
             path, f"{path} contains a control character; remove it"))
