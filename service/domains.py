@@ -17,6 +17,7 @@ from service.platform import PENDING_REASON, is_platform_hostname
 from service.self_check_body import ensure_self_check_body
 from service.store import domains as domain_rows
 from service.store import events as event_rows
+from service.store import issuances as issuance_rows
 from service.store import platform_certificates as platform_rows
 from service.store.records import DomainRecord
 from service.validation.hostname import Hostname, HostnameError, normalize_hostname
@@ -130,6 +131,9 @@ def remove_domain(backends: Backends, caller: Caller, hostname_text: str) -> Non
     """Delete a domain with its certificates, issuances and events, then its Redis keys."""
     with backends.database.transaction() as connection:
         domain = find_visible_domain(connection, caller, hostname_text)
+        # The in-flight issuance is locked before the domain row, the order every writer
+        # uses, because the delete cascades to it.
+        issuance_rows.lock_in_flight(connection, domain.id)
         domain_rows.delete_domain(connection, domain.id)
     logger.info("removed domain hostname=%s app_id=%s", domain.hostname, domain.app_id)
 

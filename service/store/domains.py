@@ -61,7 +61,10 @@ def get_domain_by_id(connection: psycopg.Connection, domain_id: uuid.UUID) -> Do
 
 
 def lock_domain_row(connection: psycopg.Connection, domain_id: uuid.UUID) -> DomainRecord | None:
-    """Select a domain FOR UPDATE, so that concurrent writers of it queue behind this one."""
+    """Select a domain FOR UPDATE, so that concurrent writers of it queue behind this one.
+
+    A transaction that also locks the domain's issuance locks the issuance first.
+    """
     with connection.cursor(row_factory=class_row(DomainRecord)) as cursor:
         return cursor.execute(
             _SELECT + " WHERE d.id = %s FOR UPDATE OF d", (domain_id,)
@@ -96,6 +99,15 @@ def delete_domain(connection: psycopg.Connection, domain_id: uuid.UUID) -> None:
     """Delete a domain; its certificates, issuances and events go with it."""
     connection.execute("UPDATE domains SET certificate_id = NULL WHERE id = %s", (domain_id,))
     connection.execute("DELETE FROM domains WHERE id = %s", (domain_id,))
+
+
+def mark_issuing_unless_active(connection: psycopg.Connection, domain_id: uuid.UUID) -> None:
+    """Show a domain without a serving certificate as ISSUING and clear its last error."""
+    connection.execute(
+        "UPDATE domains SET status = 'ISSUING', last_error = '', updated_at = now() "
+        "WHERE id = %s AND status <> 'ACTIVE'",
+        (domain_id,),
+    )
 
 
 def update_domain(connection: psycopg.Connection, domain_id: uuid.UUID, **columns: object) -> None:
