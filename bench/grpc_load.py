@@ -24,7 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from service.grpc_gen.certsvc.v1 import certsvc_pb2_grpc
-from service.store.certificates import SERVING_CERTIFICATE_QUERY
+from service.store.certificates import SERVING_CANDIDATES_QUERY
 
 # Hostnames drawn ahead of the run; callers walk this sequence round robin.
 SEQUENCE_LENGTH = 200_000
@@ -122,11 +122,14 @@ async def run_direct(arguments: argparse.Namespace, load: Load) -> None:
         await pool.wait(10)
 
         async def query(hostname: str) -> bool:
+            # The same candidates GetCertificate looks up: the hostname and the wildcard
+            # one label up.
+            candidates = [hostname, "*." + hostname.partition(".")[2]]
             async with pool.connection() as connection:
-                cursor = await connection.execute(SERVING_CERTIFICATE_QUERY, (hostname,))
-                row = await cursor.fetchone()
-            # Column 5 is the certificate's hostnames array.
-            return row is not None and row[5][:1] == [hostname]
+                cursor = await connection.execute(SERVING_CANDIDATES_QUERY, (candidates,))
+                rows = await cursor.fetchall()
+            # Columns 1 and 5: the domain's hostname and its certificate's id.
+            return any(row[1] == hostname and row[5] is not None for row in rows)
 
         await load.run(query)
 

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 
-from service.store.certificates import ServingCertificate
+from service.store.certificates import ServingCandidate
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ _ENTRY_OVERHEAD_BYTES = 2_500
 
 
 class CertificateCache:
-    """An LRU map from normal-form hostname to ServingCertificate, safe across threads."""
+    """An LRU map from normal-form hostname to its domain and certificate, safe across threads."""
 
     def __init__(self, *, max_entries: int = DEFAULT_MAX_ENTRIES,
                  max_bytes: int = DEFAULT_MAX_BYTES,
@@ -44,7 +44,7 @@ class CertificateCache:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.max_age_seconds = max_age_seconds
-        self._entries: collections.OrderedDict[str, tuple[ServingCertificate, float, int]] = (
+        self._entries: collections.OrderedDict[str, tuple[ServingCandidate, float, int]] = (
             collections.OrderedDict())
         self._bytes = 0
         self._version = 0
@@ -63,7 +63,7 @@ class CertificateCache:
         """Return a token to pass to put() for a value read from Postgres after this call."""
         return self._version
 
-    def get(self, hostname: str) -> ServingCertificate | None:
+    def get(self, hostname: str) -> ServingCandidate | None:
         with self._lock:
             entry = self._entries.get(hostname) if self._listening else None
             if entry is None or time.monotonic() - entry[1] > self.max_age_seconds:
@@ -71,7 +71,7 @@ class CertificateCache:
             self._entries.move_to_end(hostname)
             return entry[0]
 
-    def put(self, serving: ServingCertificate, version: int) -> None:
+    def put(self, serving: ServingCandidate, version: int) -> None:
         """Store what a read begun at version returned, unless something changed since."""
         size = _entry_bytes(serving)
         with self._lock:
@@ -106,7 +106,7 @@ class CertificateCache:
             self._bytes -= entry[2]
 
 
-def _entry_bytes(serving: ServingCertificate) -> int:
+def _entry_bytes(serving: ServingCandidate) -> int:
     certificate = serving.certificate
     if certificate is None:
         return _ENTRY_OVERHEAD_BYTES

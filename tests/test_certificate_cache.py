@@ -15,20 +15,20 @@ from conftest import unique_hostname
 from service.certificate_cache import CertificateCache
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from service.store.certificate_changes import CertificateChangeListener
-from service.store.certificates import CertificateRecord, ServingCertificate
+from service.store.certificates import CertificateRecord, ServingCandidate
 from service.validation.hostname import normalize_hostname
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 
 
-def _serving(hostname: str, chain_pem: str = "chain") -> ServingCertificate:
+def _serving(hostname: str, chain_pem: str = "chain") -> ServingCandidate:
     record = CertificateRecord(
         id=uuid.uuid4(), domain_id=uuid.uuid4(), source="LETS_ENCRYPT", hostnames=[hostname],
         chain_pem=chain_pem, private_key_sealed=b"sealed", key_type="ECDSA-P256",
         not_before=NOW, not_after=NOW, issuer="CN=test", serial_number="01",
         sha256_fingerprint="AA", warnings=[], issuance_id=None, created_at=NOW)
-    return ServingCertificate(hostname=hostname, app_id="app-1", domain_status="ACTIVE",
-                              certificate=record)
+    return ServingCandidate(id=record.domain_id, hostname=hostname, app_id="app-1",
+                            status="ACTIVE", platform=False, certificate=record)
 
 
 def _listening_cache(**limits) -> CertificateCache:

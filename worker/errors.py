@@ -25,5 +25,16 @@ class PermanentIssuanceError(IssuanceError):
     """A failure that repeats until something changes: the CA rejected the name, CAA forbids."""
 
 
+class SelfCheckFailed(IssuanceError):
+    """The self-check or the CAA gate failed, so no order was placed.
+
+    Retryable: the check spends none of the CA's rate limits, and the usual causes
+    (DNS not yet pointed at the platform, a proxy rule) are fixed by the user while
+    the issuance waits.
+    """
+
+    retryable = True
+
+
 class IssuanceCancelled(Exception):
     """The issuance or its domain was removed while the attempt ran."""

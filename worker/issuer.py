@@ -20,8 +20,10 @@ from cryptography.x509.oid import NameOID
 from service.certificate_details import chain_to_pem, describe, seal_private_key
 from service.certificates import certificate_key_associated_data
 from service.event_types import EventType
+from service.force_https import sync_mirror_quietly
 from service.queueing import enqueue_issuance
 from service.redis_keys import HTTP01_TOKEN_TTL_SECONDS, http01_value
+from service.self_check_body import ensure_self_check_body
 from service.store import certificates as certificate_rows
 from service.store import domains as domain_rows
 from service.store import events as event_rows
@@ -32,8 +34,10 @@ from service.store.records import IssuanceRecord
 from worker import acme_errors, retry_policy
 from worker.acme_client import AcmeSession
 from worker.context import WorkerContext
-from worker.errors import IssuanceCancelled, IssuanceError, PermanentIssuanceError
+from worker.errors import (IssuanceCancelled, IssuanceError, PermanentIssuanceError,
+                           SelfCheckFailed, TransientIssuanceError)
 from worker.issued_chain import parse_fullchain, verify_issued_chain
+from worker.selfcheck import run_self_check
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +99,11 @@ class IssuanceRunner:
         attempt = issuance.attempt + 1
         try:
             issuance = self._transition(
-                issuance.id, "ORDERING", EventType.ISSUANCE_STARTED,
+                issuance.id, "SELF_CHECK", EventType.ISSUANCE_STARTED,
                 f"attempt {attempt} started", attempt=attempt, next_attempt_at=None)
             logger.info("starting issuance attempt hostname=%s issuance_id=%s attempt=%d",
                         issuance.hostname, issuance.id, attempt)
+            issuance = self._self_check(issuance)
             self._obtain(issuance)
         except IssuanceCancelled:
             logger.info("issuance removed while running issuance_id=%s", issuance_id)
@@ -108,6 +113,28 @@ class IssuanceRunner:
             logger.exception("issuance attempt failed unexpectedly hostname=%s issuance_id=%s "
                              "attempt=%d", issuance.hostname, issuance.id, attempt)
             self._record_failure(issuance, acme_errors.from_exception(error, issuance.hostname))
+
+    def _self_check(self, issuance: IssuanceRecord) -> IssuanceRecord:
+        """Run the self-check; move to ORDERING if it passes, raise SelfCheckFailed if not."""
+        try:
+            body = ensure_self_check_body(self.redis, self.keys, issuance.hostname)
+        except redis.RedisError as error:
+            raise TransientIssuanceError(
+                f"Redis is unavailable, so the self-check of {issuance.hostname} could not "
+                f"start ({error}); certsvc tries again") from error
+        result = run_self_check(self.context.settings, issuance.hostname, body)
+        if result.ok:
+            return self._transition(issuance.id, "ORDERING", EventType.SELF_CHECK_PASSED,
+                                    result.summary())
+        # The domain shows why it is stuck while the retry waits.
+        with self.database.transaction() as connection:
+            current = issuance_rows.lock_issuance(connection, issuance.id)
+            if current is None or current.finished:
+                raise IssuanceCancelled()
+            event_rows.add_event(connection, issuance.domain_id, EventType.SELF_CHECK_FAILED,
+                                 result.summary(), issuance.id)
+            domain_rows.update_domain(connection, issuance.domain_id, last_error=result.message)
+        raise SelfCheckFailed(result.message)
 
     def _obtain(self, issuance: IssuanceRecord) -> None:
         hostname = issuance.hostname
@@ -121,8 +148,8 @@ class IssuanceRunner:
                              "the CA accepted the order", order_url=order.uri)
             tokens = self._answer_challenges(session, order, hostname)
             self._wait_for_authorizations(session, order, hostname)
-            self._transition(issuance.id, "FINALIZING", EventType.CHALLENGES_ANSWERED,
-                             "the CA validated every challenge")
+            self._transition(issuance.id, "FINALIZING", EventType.CHALLENGE_VALIDATED,
+                             f"the CA validated the http-01 challenge for {hostname}")
             fullchain_pem = self._finalize(session, order)
         except IssuanceError:
             raise
@@ -218,10 +245,13 @@ class IssuanceRunner:
                                           certificate_id=certificate_id, error="")
             event_rows.add_event(
                 connection, issuance.domain_id, EventType.ISSUANCE_SUCCEEDED,
-                f"certificate issued by {details.issuer}, valid until "
-                f"{details.not_after:%Y-%m-%d %H:%M} UTC", issuance.id)
+                f"certificate issued by {details.issuer}, serial {details.serial_number}, "
+                f"valid until {details.not_after:%Y-%m-%d %H:%M} UTC", issuance.id)
+            domain = domain_rows.get_domain_by_id(connection, issuance.domain_id)
         logger.info("issuance succeeded hostname=%s issuance_id=%s certificate_id=%s",
                     issuance.hostname, issuance.id, certificate_id)
+        if domain is not None:
+            sync_mirror_quietly(self.context.backends, domain)
 
     def _remove_tokens(self, hostname: str, tokens: list[str]) -> None:
         if not tokens:

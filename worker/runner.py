@@ -14,6 +14,7 @@ from service.backends import connect_redis
 from service.config import DEV_INSECURE_WARNING, Settings
 from service.redis_keys import RedisKeys
 from worker.context import WorkerContext, set_context
+from worker.mirror_rebuild import start_mirror_rebuilds
 
 logger = logging.getLogger(__name__)
 
@@ -61,4 +62,5 @@ def run_scheduler(settings: Settings, argv: list[str]) -> None:
     scheduler.acquire_locks()
     logger.info("scheduler starting queue=%s active=%s", queue.name,
                 bool(scheduler.acquired_locks))
+    start_mirror_rebuilds(settings)
     scheduler.work()

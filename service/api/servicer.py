@@ -11,9 +11,10 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import empty_pb2
 
-from service import certificates, domains, events, issuance
+from service import certificates, domain_check, domains, events, force_https, issuance, uploads
 from service.api import messages
 from service.api.auth import Authenticator
+from service.api.guard import current_caller
 from service.api.status import status_code, to_grpc_status
 from service.backends import Backends
 from service.callers import Caller
@@ -27,12 +28,16 @@ Response = TypeVar("Response")
 
 
 def rpc(method: Callable[..., Response]) -> Callable[..., Response]:
-    """Authenticate the caller, run the method, and turn errors into gRPC statuses."""
+    """Run the method for the caller that the guard admitted; turn errors into gRPC statuses.
+
+    Outside the guard (a server built without service.api.guard.CallGuard) the
+    decorator authenticates the call itself.
+    """
 
     @functools.wraps(method)
     def wrapper(self: CertificateServicer, request: Any, context: grpc.ServicerContext) -> Response:
         try:
-            caller = self.authenticator.authenticate(context)
+            caller = current_caller() or self.authenticator.authenticate(context)
             return method(self, request, caller)
         except CertsvcError as error:
             code = status_code(error)
@@ -79,6 +84,17 @@ class CertificateServicer(certsvc_pb2_grpc.CertificateServiceServicer):
         return empty_pb2.Empty()
 
     @rpc
+    def SetForceHttps(self, request: pb.SetForceHttpsRequest, caller: Caller) -> pb.Domain:
+        domain = force_https.set_force_https(self.backends, caller, request.hostname,
+                                             request.force_https)
+        return messages.domain_message(domain)
+
+    @rpc
+    def CheckDomain(self, request: pb.CheckDomainRequest, caller: Caller) -> pb.DomainCheck:
+        result = domain_check.check_domain(self.backends, caller, request.hostname)
+        return messages.domain_check_message(result)
+
+    @rpc
     def RequestCertificate(self, request: pb.RequestCertificateRequest,
                            caller: Caller) -> pb.Issuance:
         record = issuance.request_certificate(self.backends, caller, request.hostname)
@@ -87,6 +103,14 @@ class CertificateServicer(certsvc_pb2_grpc.CertificateServiceServicer):
     @rpc
     def GetIssuance(self, request: pb.GetIssuanceRequest, caller: Caller) -> pb.Issuance:
         return messages.issuance_message(issuance.get_issuance(self.backends, caller, request.id))
+
+    @rpc
+    def UploadCertificate(self, request: pb.UploadCertificateRequest,
+                          caller: Caller) -> pb.Certificate:
+        view = uploads.upload_certificate(self.backends, caller, request.hostname,
+                                          request.certificate_chain_pem, request.private_key_pem,
+                                          request.passphrase)
+        return messages.certificate_message(view)
 
     @rpc
     def GetCertificate(self, request: pb.GetCertificateRequest, caller: Caller) -> pb.Certificate:

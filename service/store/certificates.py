@@ -15,17 +15,6 @@ _COLUMNS = """id, domain_id, source, hostnames, chain_pem, private_key_sealed, k
               not_before, not_after, issuer, serial_number, sha256_fingerprint, warnings,
               issuance_id, created_at"""
 
-_FIELDS = [name.strip() for name in _COLUMNS.split(",")]
-
-# The domain of a hostname and its active certificate (NULL columns when it has none),
-# in one round trip. The benchmarks run this same text through psycopg directly.
-SERVING_CERTIFICATE_QUERY = f"""
-    SELECT d.app_id, d.status, {", ".join(f"c.{name}" for name in _FIELDS)}
-    FROM domains d LEFT JOIN certificates c ON c.id = d.certificate_id
-    WHERE d.hostname = %s
-"""
-
-
 @dataclasses.dataclass(frozen=True)
 class NewCertificate:
     """A verified certificate with its sealed key, ready to insert."""
@@ -61,32 +50,43 @@ def insert_certificate(connection: psycopg.Connection,
     return record
 
 
-@dataclasses.dataclass(frozen=True)
-class ServingCertificate:
-    """A domain's owner and status with the certificate that serves it now, if any."""
-
-    hostname: str
-    app_id: str
-    domain_status: str
-    certificate: CertificateRecord | None
-
-
-def get_serving_certificate(connection: psycopg.Connection,
-                            hostname: str) -> ServingCertificate | None:
-    """Return what serves a normal-form hostname now, or None when no domain has it."""
-    row = connection.execute(SERVING_CERTIFICATE_QUERY, (hostname,)).fetchone()
-    if row is None:
-        return None
-    app_id, status, certificate_id = row[0], row[1], row[2]
-    certificate = (None if certificate_id is None
-                   else CertificateRecord(**dict(zip(_FIELDS, row[2:]))))
-    return ServingCertificate(hostname=hostname, app_id=app_id, domain_status=status,
-                              certificate=certificate)
-
-
 def get_certificate(connection: psycopg.Connection,
                     certificate_id: uuid.UUID) -> CertificateRecord | None:
     with connection.cursor(row_factory=class_row(CertificateRecord)) as cursor:
         return cursor.execute(
             f"SELECT {_COLUMNS} FROM certificates WHERE id = %s", (certificate_id,)
         ).fetchone()
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingCandidate:
+    """A domain that may serve a hostname, with its active certificate if it has one."""
+
+    id: uuid.UUID
+    hostname: str
+    app_id: str
+    status: str
+    platform: bool
+    certificate: CertificateRecord | None
+
+
+_CERTIFICATE_COLUMNS_OF_C = ", ".join(f"c.{name.strip()}" for name in _COLUMNS.split(","))
+
+# The benchmarks run this same text through psycopg directly, as GetCertificate's limit.
+SERVING_CANDIDATES_QUERY = f"""
+    SELECT d.id, d.hostname, d.app_id, d.status, d.platform, {_CERTIFICATE_COLUMNS_OF_C}
+    FROM domains d LEFT JOIN certificates c ON c.id = d.certificate_id
+    WHERE d.hostname = ANY(%s)
+"""
+
+
+def find_serving_candidates(connection: psycopg.Connection,
+                            hostnames: list[str]) -> list[ServingCandidate]:
+    """Return the domains among hostnames with their active certificates, in one query.
+
+    This is the lookup behind GetCertificate, the edge routers' hot path: one round trip
+    on the unique index of domains.hostname and the primary key of certificates.
+    """
+    rows = connection.execute(SERVING_CANDIDATES_QUERY, (hostnames,)).fetchall()
+    return [ServingCandidate(*row[:5], CertificateRecord(*row[5:]) if row[5] is not None else None)
+            for row in rows]

@@ -81,3 +81,14 @@ def update_issuance(connection: psycopg.Connection, issuance_id: uuid.UUID,
 def delete_issuance(connection: psycopg.Connection, issuance_id: uuid.UUID) -> None:
     connection.execute("DELETE FROM issuances WHERE id = %s", (issuance_id,))
 
+
+def lock_in_flight(connection: psycopg.Connection, domain_id: uuid.UUID) -> IssuanceRecord | None:
+    """Select a domain's unfinished issuance FOR UPDATE, or return None when there is none."""
+    with connection.cursor(row_factory=class_row(IssuanceRecord)) as cursor:
+        return cursor.execute(
+            f"""
+            SELECT {_COLUMNS} FROM issuances
+            WHERE domain_id = %s AND state NOT IN ('SUCCEEDED', 'FAILED') FOR UPDATE
+            """,
+            (domain_id,),
+        ).fetchone()

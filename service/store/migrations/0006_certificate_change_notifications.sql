@@ -21,7 +21,8 @@ CREATE TRIGGER domains_certificate_changed
     FOR EACH ROW
     WHEN (OLD.certificate_id IS DISTINCT FROM NEW.certificate_id
           OR OLD.app_id IS DISTINCT FROM NEW.app_id
-          OR OLD.hostname IS DISTINCT FROM NEW.hostname)
+          OR OLD.hostname IS DISTINCT FROM NEW.hostname
+          OR OLD.platform IS DISTINCT FROM NEW.platform)
     EXECUTE FUNCTION certsvc_notify_domain_certificate_changed();
 
 CREATE TRIGGER domains_removed
