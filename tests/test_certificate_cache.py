@@ -310,3 +310,25 @@ def test_get_certificate_not_found_after_remove(stub, database_url: str) -> None
     with pytest.raises(grpc.RpcError) as raised:
         stub.GetCertificate(pb.GetCertificateRequest(hostname=hostname))
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_wildcard_served_hostname_follows_own_certificate(stub, database_url: str) -> None:
+    parent = unique_hostname("parent")
+    hostname = f"shop.{parent}"
+    stub.AddDomain(pb.AddDomainRequest(hostname=f"*.{parent}", app_id="app-1"))
+    stub.AddDomain(pb.AddDomainRequest(hostname=hostname, app_id="app-1"))
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        ids = dict(connection.execute("SELECT hostname, id FROM domains WHERE hostname IN (%s, %s)",
+                                      (f"*.{parent}", hostname)).fetchall())
+        wildcard = _insert_certificate(connection, ids[f"*.{parent}"], f"*.{parent}")
+        connection.execute("UPDATE domains SET certificate_id = %s WHERE id = %s",
+                           (wildcard, ids[f"*.{parent}"]))
+        for _ in range(3):
+            assert stub.GetCertificate(
+                pb.GetCertificateRequest(hostname=hostname)).id == str(wildcard)
+
+        own = _insert_certificate(connection, ids[hostname], hostname)
+        connection.execute("UPDATE domains SET certificate_id = %s WHERE id = %s",
+                           (own, ids[hostname]))
+
+    assert _wait_for_certificate_id(stub, hostname, str(own)) == str(own)
