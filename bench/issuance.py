@@ -34,6 +34,8 @@ WORKER_PROFILE_CATEGORIES = [
     ("waiting for the next job (RQ dequeue)",
      profiling.calls_function("dequeue_any", "dequeue_job_and_maintain_ttl")),
     ("sleeping between ACME polls", profiling.leaf_function("poll_until")),
+    ("self-check of the domain (DNS, HTTP to the responder)",
+     profiling.calls_function("run_self_check", "_self_check")),
     ("waiting for the domain lock or a pooled connection",
      profiling.calls_function("try_lock_domain", "getconn")),
     ("HTTPS to the CA: TLS, sockets, waiting for Pebble",

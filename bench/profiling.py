@@ -157,10 +157,13 @@ def summarize(raw_path: Path, categories: Sequence[tuple[str, Matcher]], *,
                  if any(fragment in file for fragment in focus_files)}
         for name in names:
             inclusive_counts[name] += count
+    # Frames under nearly every sample (the process's main loop) say nothing.
+    inclusive = [(name, count / total) for name, count in inclusive_counts.most_common()
+                 if count / total < 0.97]
     return Summary(
         samples=total,
         dropped=dropped,
         categories=[(name, count / total) for name, count in by_category.most_common()],
-        inclusive=[(name, count / total) for name, count in inclusive_counts.most_common(top)],
+        inclusive=inclusive[:top],
         self_time=[(name, count / total) for name, count in self_counts.most_common(top)],
     )

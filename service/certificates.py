@@ -70,9 +70,20 @@ def get_certificate(backends: Backends, caller: Caller, hostname_text: str,
     if include_private_key and not caller.may_read_private_keys:
         raise PermissionDenied("this caller may not read private keys; ask for the certificate "
                                "without include_private_key")
-    serving = _cached_own_certificate(backends, caller, hostname_text)
+    cache = backends.certificate_cache
+    # The cache holds normal forms only, so a hostname already in normal form is looked
+    # up before it is normalized: normalizing a normal form returns it unchanged.
+    serving = cache.get(hostname_text) if cache is not None else None
+    hostname = None
     if serving is None:
-        serving = _find_serving(backends, caller, parse_hostname(hostname_text))
+        hostname = parse_hostname(hostname_text)
+        if cache is not None and hostname.ascii != hostname_text:
+            serving = cache.get(hostname.ascii)
+    if serving is not None and not caller.may_see_app(serving.app_id):
+        # Another candidate the caller may see could serve it; ask Postgres.
+        serving = None
+    if serving is None:
+        serving = _find_serving(backends, caller, hostname or parse_hostname(hostname_text))
     record = serving.certificate
     now = datetime.datetime.now(datetime.timezone.utc)
     if not include_private_key:
@@ -86,25 +97,6 @@ def get_certificate(backends: Backends, caller: Caller, hostname_text: str,
                        else certificate_key_associated_data(record.domain_id))
     key_pem = unseal_key_pem(backends, record, associated_data, serving.hostname)
     return CertificateView(record, key_pem, certificate_warnings(record, now))
-
-
-def _cached_own_certificate(backends: Backends, caller: Caller,
-                            hostname_text: str) -> certificate_rows.ServingCandidate | None:
-    """Return the cached domain of a hostname with its own certificate, if the caller may see it.
-
-    The cache holds normal forms only, so a hostname already in normal form is looked up
-    before it is normalized: normalizing a normal form returns it unchanged.
-    """
-    cache = backends.certificate_cache
-    if cache is None:
-        return None
-    cached = cache.get(hostname_text)
-    if cached is None:
-        hostname = parse_hostname(hostname_text).ascii
-        cached = cache.get(hostname) if hostname != hostname_text else None
-    if cached is None or not caller.may_see_app(cached.app_id):
-        return None
-    return cached
 
 
 def _find_serving(backends: Backends, caller: Caller,
