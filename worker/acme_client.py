@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from service.backends import Backends
 from service.config import Settings
+from service.metrics import BAD_NONCE_RETRIES
 from service.store import accounts as account_rows
 from service.store import locks
 
@@ -43,11 +44,17 @@ Result = TypeVar("Result")
 
 
 class AcmeNetwork(acme_client.ClientNetwork):
-    """ClientNetwork that retries badNonce errors and keeps the last response's headers."""
+    """ClientNetwork that retries badNonce errors and keeps the Retry-After of CA errors.
+
+    certbot's acme library raises a CA problem as messages.Error without the HTTP
+    response, so the Retry-After of a rateLimited or 503 answer would be lost; this
+    class remembers it for the error it belongs to.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.last_response: requests.Response | None = None
+        self._problem_retry_after: tuple[Exception, datetime.datetime | None] | None = None
 
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         response = super()._send_request(method, url, *args, **kwargs)
@@ -61,17 +68,27 @@ class AcmeNetwork(acme_client.ClientNetwork):
         while True:
             try:
                 return self._post_once(*args, **kwargs)
-            except messages.Error as error:
-                if error.code != "badNonce" or attempt >= BAD_NONCE_TRIES:
+            except (messages.Error, acme_client.errors.ClientError) as error:
+                if getattr(error, "code", None) != "badNonce" or attempt >= BAD_NONCE_TRIES:
+                    self._remember_retry_after(error)
                     raise
+            BAD_NONCE_RETRIES.inc()
             logger.debug("retrying request after badNonce attempt=%d", attempt)
             attempt += 1
 
-    def retry_after(self) -> datetime.datetime | None:
-        """Return when the last response's Retry-After header allows the next request."""
-        if self.last_response is None:
-            return None
-        return parse_retry_after(self.last_response.headers.get("Retry-After", ""))
+    def retry_after_for(self, error: BaseException) -> datetime.datetime | None:
+        """Return the Retry-After that came with a CA error raised by post(), if any."""
+        if self._problem_retry_after is not None and self._problem_retry_after[0] is error:
+            return self._problem_retry_after[1]
+        response = error.args[0] if isinstance(error, acme_client.errors.ClientError) and \
+            error.args and isinstance(error.args[0], requests.Response) else None
+        if response is not None:
+            return parse_retry_after(response.headers.get("Retry-After", ""))
+        return None
+
+    def _remember_retry_after(self, error: Exception) -> None:
+        header = self.last_response.headers.get("Retry-After", "") if self.last_response else ""
+        self._problem_retry_after = (error, parse_retry_after(header))
 
 
 def parse_retry_after(header: str) -> datetime.datetime | None:
@@ -163,6 +180,14 @@ def _names_account(error: messages.Error) -> bool:
     detail = (error.detail or "").lower()
     return "account" in detail and ("not exist" in detail or "unknown" in detail
                                     or "not found" in detail)
+
+
+def open_directory_client(settings: Settings) -> acme_client.ClientV2:
+    """Return a client of the configured directory for unsigned requests (renewal information)."""
+    network = AcmeNetwork(key=None, alg=josepy.ES256, verify_ssl=_verify_setting(settings),
+                          user_agent=USER_AGENT, timeout=NETWORK_TIMEOUT_SECONDS)
+    directory = acme_client.ClientV2.get_directory(settings.acme_directory_url, network)
+    return acme_client.ClientV2(directory, network)
 
 
 def _connect(settings: Settings, key: josepy.JWK) -> tuple[AcmeNetwork, acme_client.ClientV2]:

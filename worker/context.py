@@ -10,6 +10,8 @@ import psycopg
 from service.backends import Backends
 from service.config import Settings
 from worker.acme_client import AcmeSession
+from worker.retry_policy import RetryPolicy
+from worker.self_check_step import DEFAULT_SELF_CHECK, SelfCheck
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +27,12 @@ class WorkerContext:
     still holding one.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, backends: Backends | None = None,
+                 self_check: SelfCheck = DEFAULT_SELF_CHECK) -> None:
         self.settings = settings
-        self.backends = Backends.connect(settings, pool_max_size=4)
+        self.backends = backends or Backends.connect(settings, pool_max_size=4)
+        self.retry_policy = RetryPolicy.from_settings(settings)
+        self.self_check = self_check
         self._lock_connection: psycopg.Connection | None = None
         self._acme_session: AcmeSession | None = None
 
@@ -49,6 +54,12 @@ class WorkerContext:
     def forget_acme_session(self) -> None:
         """Drop the session so that the next job fetches the directory and account again."""
         self._acme_session = None
+
+    def close(self) -> None:
+        """Close the lock connection; the backends belong to whoever created them."""
+        if self._lock_connection is not None:
+            self._lock_connection.close()
+            self._lock_connection = None
 
 
 def get_context() -> WorkerContext:

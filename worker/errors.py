@@ -26,4 +26,12 @@ class PermanentIssuanceError(IssuanceError):
 
 
 class IssuanceCancelled(Exception):
-    """The issuance or its domain was removed while the attempt ran."""
+    """The issuance was removed, finished elsewhere or taken over by a newer attempt."""
+
+
+class SelfCheckFailed(TransientIssuanceError):
+    """The domain failed the HTTP self-check, so no order was placed; reason labels the cause."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -7,6 +7,7 @@ import datetime
 from google.protobuf import timestamp_pb2
 
 from service.certificates import CertificateView
+from service.domain_warnings import certificate_warnings
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from service.store.records import DomainRecord, EventRecord, IssuanceRecord
 
@@ -35,7 +36,7 @@ def domain_message(domain: DomainRecord, *, force_https_effective: bool = False,
         certificate_source=_SOURCES[domain.certificate_source],
         certificate_not_after=timestamp(domain.certificate_not_after),
         last_error=domain.last_error,
-        warnings=warnings or [],
+        warnings=[*certificate_warnings(domain), *(warnings or [])],
         created_at=timestamp(domain.created_at),
         updated_at=timestamp(domain.updated_at),
     )

@@ -16,6 +16,7 @@ from service.api.servicer import CertificateServicer
 from service.backends import Backends
 from service.config import DEV_INSECURE_WARNING, Settings
 from service.grpc_gen.certsvc.v1 import certsvc_pb2, certsvc_pb2_grpc
+from service.metrics import start_metrics_server
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def serve(settings: Settings) -> None:
     if settings.dev_insecure:
         logger.warning(DEV_INSECURE_WARNING)
     backends = Backends.connect(settings)
+    start_metrics_server(settings, "api", backends)
     api = create_server(settings, backends)
     logger.info("api listening address=%s port=%d", settings.grpc_address, api.port)
 

@@ -9,11 +9,12 @@ from psycopg.rows import class_row
 
 from service.store.records import DomainRecord
 
-# Domain columns plus the active certificate's source and expiry.
+# Domain columns plus the active certificate's source, expiry and renewal time.
 _SELECT = """
     SELECT d.id, d.hostname, d.unicode_hostname, d.app_id, d.wildcard, d.status,
            d.force_https, d.last_error, d.certificate_id, d.created_at, d.updated_at,
-           c.source AS certificate_source, c.not_after AS certificate_not_after
+           c.source AS certificate_source, c.not_after AS certificate_not_after,
+           c.renew_after AS certificate_renew_after
     FROM domains d LEFT JOIN certificates c ON c.id = d.certificate_id
 """
 

@@ -23,6 +23,7 @@ class DomainRecord:
     # From the active certificate, when there is one.
     certificate_source: str | None = None
     certificate_not_after: datetime.datetime | None = None
+    certificate_renew_after: datetime.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
