@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 
 # After RQ's work loop ended on a Redis failure, the worker starts it again this much later.
 WORK_LOOP_RESTART_SECONDS = 2.0
+# How long the thread that listens for RQ commands (rq's shutdown and kill-horse) blocks
+# per read. RQ uses 60 s; redis-py 8 waits for that read to end when the worker stops,
+# so a shorter one keeps a SIGTERM'd worker from lingering up to a minute.
+COMMAND_LISTENER_POLL_SECONDS = 1
 
 
 class IssuanceWorker(rq.SimpleWorker):
@@ -35,6 +39,13 @@ class IssuanceWorker(rq.SimpleWorker):
     """
 
     stop_signalled = False
+
+    def subscribe(self) -> None:
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=COMMAND_LISTENER_POLL_SECONDS, daemon=True,
+            exception_handler=self._pubsub_exception_handler)
 
     def request_stop(self, signum, frame):  # noqa: ANN001 (RQ's signal handler signature)
         # SIGTERM or SIGINT: RQ finishes the current job, then leaves its work loop.
