@@ -73,12 +73,28 @@ class IsolatedStack:
         stack.wait_for_port("127.0.0.1", self.pebble.http_port, timeout=120, process=process)
 
     def start_workers(self, count: int, first: int = 1) -> None:
-        for number in range(first, first + count):
-            self.processes.start(f"worker-{number}", "worker", "--name",
-                                 f"{self.prefix}-worker-{number}")
+        """Start workers and wait until each listens on the queue."""
+        names = [f"worker-{number}" for number in range(first, first + count)]
+        for name in names:
+            self.processes.start(name, "worker", "--name", f"{self.prefix}-{name}")
+        for name in names:
+            self.wait_for_log(name, "Listening on")
 
     def start_scheduler(self, name: str = "scheduler") -> None:
         self.processes.start(name, "scheduler")
+        self.wait_for_log(name, "scheduler started")
+
+    def wait_for_log(self, name: str, text: str, timeout: float = 120.0) -> None:
+        """Wait until a process's log contains text; fail if the process exits first."""
+        deadline = time.monotonic() + timeout
+        process = self.processes.running[name]
+        while text not in self.log_text(name):
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited with {process.returncode} before logging {text!r}; "
+                            f"see {self.processes.log_dir / (name + '.log')}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} did not log {text!r} within {timeout:g} s")
+            time.sleep(0.05)
 
     def add_and_request(self, hostnames: list[str], app_id: str = "app-fault") -> list[str]:
         """Add each hostname and request its certificate; return the issuance ids."""

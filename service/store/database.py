@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -17,6 +19,38 @@ logger = logging.getLogger(__name__)
 DEFAULT_ACQUIRE_TIMEOUT_SECONDS = 5.0
 # How long opening a new server connection may take (libpq connect_timeout).
 CONNECT_TIMEOUT_SECONDS = 5
+# While the last attempt to connect failed less than this long ago, callers wait at most
+# FAST_FAIL_ACQUIRE_SECONDS for a connection, so calls fail fast while Postgres is down.
+UNREACHABLE_MEMORY_SECONDS = 10.0
+FAST_FAIL_ACQUIRE_SECONDS = 0.5
+
+
+class _ConnectOutcome:
+    """The result of the pool's latest attempt to open a server connection."""
+
+    def __init__(self) -> None:
+        self.failed_at: float | None = None
+
+    def recently_failed(self) -> bool:
+        failed_at = self.failed_at
+        return failed_at is not None and time.monotonic() - failed_at < UNREACHABLE_MEMORY_SECONDS
+
+
+def _connection_class(outcome: _ConnectOutcome) -> type[psycopg.Connection]:
+    """Return a connection class that records in outcome whether connecting worked."""
+
+    class TrackedConnection(psycopg.Connection):
+        @classmethod
+        def connect(cls, *args: Any, **kwargs: Any) -> TrackedConnection:
+            try:
+                connection = super().connect(*args, **kwargs)
+            except psycopg.OperationalError:
+                outcome.failed_at = time.monotonic()
+                raise
+            outcome.failed_at = None
+            return connection
+
+    return TrackedConnection
 
 
 class Database:
@@ -26,8 +60,10 @@ class Database:
                  acquire_timeout_seconds: float = DEFAULT_ACQUIRE_TIMEOUT_SECONDS,
                  name: str = "certsvc") -> None:
         self.url = url
+        self._connect_outcome = _ConnectOutcome()
         self.pool = ConnectionPool(
             url,
+            connection_class=_connection_class(self._connect_outcome),
             min_size=min_size,
             max_size=max_size,
             open=False,
@@ -56,10 +92,17 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
         """Yield a connection inside one transaction: committed on exit, rolled back on error."""
+        unreachable = self._connect_outcome.recently_failed()
         try:
-            with self.pool.connection() as connection:
+            with self.pool.connection(
+                    timeout=FAST_FAIL_ACQUIRE_SECONDS if unreachable else None) as connection:
                 yield connection
         except PoolTimeout:
+            if self._connect_outcome.recently_failed():
+                # The pool logs the connection error itself; callers get no addresses.
+                raise Unavailable(
+                    "the database is unavailable: cannot connect to Postgres; try again shortly"
+                ) from None
             raise Unavailable(
                 "the database is unavailable: no connection became free in time; try again"
             ) from None
