@@ -149,10 +149,10 @@ class IssuanceRunner:
                 # Only an attempt that was interrupted (its worker stopped) gets here.
                 reason = (f"gave up after {issuance.attempt} attempts, the most allowed; the "
                           f"last one was interrupted. Last error: {issuance.error or 'none'}")
-                issuance_rows.update_issuance(connection, issuance.id, state="FAILED",
-                                              error=reason, order_key_sealed=None)
                 domain_rows.update_domain(connection, domain.id, last_error=reason,
                                           status="ACTIVE" if domain.certificate_id else "FAILED")
+                issuance_rows.update_issuance(connection, issuance.id, state="FAILED",
+                                              error=reason, order_key_sealed=None)
                 event_rows.add_event(connection, domain.id, EventType.ISSUANCE_FAILED, reason,
                                      issuance.id)
                 logger.error("issuance failed, giving up hostname=%s issuance_id=%s attempt=%d: %s",

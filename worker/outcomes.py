@@ -95,29 +95,31 @@ def record_failure(context: WorkerContext, issuance: IssuanceRecord, error: Issu
             lock_current_attempt(connection, issuance)
         except IssuanceCancelled:
             return
+        # The domain row is written before the issuance row, as RequestCertificate does;
+        # the other order can deadlock with it.
         if isinstance(error, SelfCheckFailed):
             event_rows.add_event(connection, issuance.domain_id, EventType.SELF_CHECK_FAILED,
                                  f"self-check failed, no order placed: {message}", issuance.id)
         if retry_at is not None:
+            # The error shows in the domain's last_error, and as a warning while an older
+            # certificate still serves it.
+            domain_rows.update_domain(connection, issuance.domain_id, last_error=message)
             issuance_rows.update_issuance(connection, issuance.id, state="QUEUED", error=message,
                                           next_attempt_at=retry_at, job_id=job_id)
             event_rows.add_event(
                 connection, issuance.domain_id, EventType.ISSUANCE_RETRY_SCHEDULED,
                 f"attempt {attempt} of {policy.max_attempts} failed: {message}; next attempt "
                 f"at {retry_at:%Y-%m-%d %H:%M:%S} UTC", issuance.id)
-            # The error shows in the domain's last_error, and as a warning while an older
-            # certificate still serves it.
-            domain_rows.update_domain(connection, issuance.domain_id, last_error=message)
             final = None
         else:
             reason = _giving_up_reason(error, attempt, policy.max_attempts)
-            final = issuance_rows.update_issuance(connection, issuance.id, state="FAILED",
-                                                  error=reason, next_attempt_at=None,
-                                                  order_key_sealed=None)
             domain = domain_rows.get_domain_by_id(connection, issuance.domain_id)
             if domain is not None:
                 status = "ACTIVE" if domain.certificate_id is not None else "FAILED"
                 domain_rows.update_domain(connection, domain.id, status=status, last_error=reason)
+            final = issuance_rows.update_issuance(connection, issuance.id, state="FAILED",
+                                                  error=reason, next_attempt_at=None,
+                                                  order_key_sealed=None)
             event_rows.add_event(connection, issuance.domain_id, EventType.ISSUANCE_FAILED,
                                  reason, issuance.id)
 

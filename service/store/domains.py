@@ -50,10 +50,16 @@ def get_domain_by_id(connection: psycopg.Connection, domain_id: uuid.UUID) -> Do
 
 
 def lock_domain_row(connection: psycopg.Connection, domain_id: uuid.UUID) -> DomainRecord | None:
-    """Select a domain FOR UPDATE, so that concurrent writers of it queue behind this one."""
+    """Lock a domain row so that concurrent writers of it queue behind this one.
+
+    FOR NO KEY UPDATE still lets other transactions insert rows that reference the
+    domain (events, issuances) meanwhile: a worker that holds an issuance row and adds
+    an event must not wait here, or it deadlocks with a caller that waits for that
+    issuance in the one-in-flight index.
+    """
     with connection.cursor(row_factory=class_row(DomainRecord)) as cursor:
         return cursor.execute(
-            _SELECT + " WHERE d.id = %s FOR UPDATE OF d", (domain_id,)
+            _SELECT + " WHERE d.id = %s FOR NO KEY UPDATE OF d", (domain_id,)
         ).fetchone()
 
 
