@@ -87,7 +87,9 @@ class AcmeNetwork(acme_client.ClientNetwork):
         return None
 
     def _remember_retry_after(self, error: Exception) -> None:
-        header = self.last_response.headers.get("Retry-After", "") if self.last_response else ""
+        # A requests.Response is falsy for error statuses, hence the explicit None test.
+        response = self.last_response
+        header = response.headers.get("Retry-After", "") if response is not None else ""
         self._problem_retry_after = (error, parse_retry_after(header))
 
 
