@@ -72,16 +72,19 @@ class IsolatedStack:
         process = self.processes.start("responder", "responder")
         stack.wait_for_port("127.0.0.1", self.pebble.http_port, timeout=120, process=process)
 
-    def start_workers(self, count: int, first: int = 1) -> None:
+    def start_workers(self, count: int, first: int = 1,
+                      extra_env: dict[str, str] | None = None) -> None:
         """Start workers and wait until each listens on the queue."""
         names = [f"worker-{number}" for number in range(first, first + count)]
         for name in names:
-            self.processes.start(name, "worker", "--name", f"{self.prefix}-{name}")
+            self.processes.start(name, "worker", "--name", f"{self.prefix}-{name}",
+                                 extra_env=extra_env)
         for name in names:
             self.wait_for_log(name, "Listening on")
 
-    def start_scheduler(self, name: str = "scheduler") -> None:
-        self.processes.start(name, "scheduler")
+    def start_scheduler(self, name: str = "scheduler",
+                        extra_env: dict[str, str] | None = None) -> None:
+        self.processes.start(name, "scheduler", extra_env=extra_env)
         self.wait_for_log(name, "scheduler started")
 
     def wait_for_log(self, name: str, text: str, timeout: float = 120.0) -> None:
