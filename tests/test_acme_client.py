@@ -22,7 +22,8 @@ from worker.retry_policy import RetryPolicy
 
 
 class StandInCA:
-    """Answers HEAD /nonce, and POSTs with the problems queued in `answers` (then 200)."""
+    """Responds to HEAD /nonce with a nonce, and to POSTs with the problems queued in
+    `answers`, then with 200."""
 
     def __init__(self) -> None:
         self.answers: list[tuple[int, dict, dict[str, str]]] = []

@@ -1,5 +1,5 @@
-"""Faults with real processes and a real Pebble: killed workers, a Redis that forgets, a
-Postgres that restarts, a CA that forgets, a CA that rejects nonces."""
+"""Faults with real processes and a real Pebble: killed workers, a Redis that loses its
+data, a Postgres that restarts, a CA that loses its accounts, a CA that rejects nonces."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ KEY_AUTHORIZATION = re.compile(r"[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{43}")
 
 
 class _WrongAnswerHandler(http.server.BaseHTTPRequestHandler):
-    """Answers every challenge with a body that is not the key authorization."""
+    """Returns a body that is not the key authorization for every challenge request."""
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's method name)
         body = b"not-the-key-authorization"
@@ -36,7 +36,7 @@ class _WrongAnswerHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def wrong_answer_site(pebble):
-    """A web server on 127.0.0.2, at Pebble's validation port, that answers wrongly."""
+    """A web server on 127.0.0.2, at Pebble's validation port, that returns a wrong body."""
     server = http.server.ThreadingHTTPServer(("127.0.0.2", pebble.http_port), _WrongAnswerHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -27,9 +27,9 @@ def test_sweep_renews_due_certificates_only(tmp_path) -> None:
         deployment.processes.stop("worker-1", sig=signal.SIGTERM)
         old = {label: deployment.stub.GetCertificate(pb.GetCertificateRequest(hostname=name))
                for label, name in names.items()}
-        # Back-date: "due" passed its renewal time; "upload" becomes an uploaded
-        # certificate that expires in 5 days; "overdue" should have renewed long ago
-        # and expires within a day. "later" stays as issued.
+        # Back-date the rows. "due" is past its renewal time. "upload" becomes an
+        # uploaded certificate that expires in 5 days. "overdue" should have renewed
+        # long ago and expires within a day. "later" stays as issued.
         deployment.query(
             "UPDATE certificates SET renew_after = now() - interval '1 minute' WHERE id = %s "
             "RETURNING id", uuid.UUID(old["due"].id))
@@ -87,7 +87,8 @@ def test_sweep_renews_due_certificates_only(tmp_path) -> None:
     assert "within 7 days" in warnings[names["upload"]]
     assert "does not renew uploaded certificates" in warnings[names["upload"]]
     assert "within 1 day," in warnings[names["overdue"]]
-    assert names["due"] not in warnings and names["later"] not in warnings
+    assert names["due"] not in warnings
+    assert names["later"] not in warnings
     assert any("does not renew" in text for text in upload_domain.warnings)
     assert sorted(final.values()) == ["SUCCEEDED", "SUCCEEDED"]
     assert serving_after.id != old["due"].id

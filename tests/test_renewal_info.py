@@ -1,8 +1,8 @@
 """ACME Renewal Information (RFC 9773): the renewal sweep follows the CA's suggested window.
 
-Debian's Pebble 2.4 has no renewalInfo resource, so a small server of the test's own
-serves the directory (Pebble's, plus renewalInfo) and the renewal windows; every other
-ACME request goes to Pebble itself.
+Debian's Pebble 2.4 has no renewalInfo resource. So a small server of the test's own
+serves the directory (Pebble's, plus renewalInfo) and the renewal windows, and every
+other ACME request goes to Pebble itself.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def test_sweep_follows_renewal_window(tmp_path) -> None:
     assert later_next_check <= now + datetime.timedelta(minutes=70)
     now_renew_after, _ = rows[certificates["now"].id]
     assert now_renew_after <= now
-    # A failed fetch keeps the lifetime rule and asks again later, within a day.
+    # A failed fetch keeps the lifetime rule and is retried later, within a day.
     unknown_renew_after, unknown_next_check = rows[certificates["unknown"].id]
     assert unknown_renew_after == renew_before[certificates["unknown"].id]
     assert now < unknown_next_check <= now + datetime.timedelta(days=1, minutes=1)

@@ -1,7 +1,7 @@
 """A domain that fails the self-check spends no order: event, warning, retry on backoff.
 
-The HTTP self-check itself is plugged into WorkerContext.self_check; this test plugs in
-one that fails and runs an attempt in this process against real Postgres and Redis.
+The HTTP self-check is plugged into WorkerContext.self_check. This test plugs in one
+that fails and runs an attempt in this process against real Postgres and Redis.
 """
 
 from __future__ import annotations

@@ -47,8 +47,8 @@ class AcmeNetwork(acme_client.ClientNetwork):
     """ClientNetwork that retries badNonce errors and keeps the Retry-After of CA errors.
 
     certbot's acme library raises a CA problem as messages.Error without the HTTP
-    response, so the Retry-After of a rateLimited or 503 answer would be lost; this
-    class remembers it for the error it belongs to.
+    response, so the Retry-After of a rateLimited or 503 response would be lost. This
+    class keeps it with the error it belongs to.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -78,10 +78,10 @@ def from_validation_failure(error: acme_errors.ValidationError, hostname: str) -
         return TransientIssuanceError(
             f"validation of {hostname} failed without a reason from the CA")
     classified = from_problem(problems[0], hostname, during="HTTP-01 validation failed")
-    # A 5xx from the site (a responder that lost Redis answers 503) is temporary, even
+    # A 5xx from the site (a responder that lost Redis returns 503) is temporary, even
     # though the CA reports it as unauthorized.
     if not classified.retryable and _SERVER_ERROR_STATUS.search(problems[0].detail or ""):
-        return TransientIssuanceError(f"{classified}; the site answered with a server error, "
+        return TransientIssuanceError(f"{classified}; the site returned a server error, "
                                       "so certsvc retries")
     return classified
 

@@ -56,7 +56,7 @@ class WorkerContext:
         self._acme_session = None
 
     def close(self) -> None:
-        """Close the lock connection; the backends belong to whoever created them."""
+        """Close the lock connection. The backends are closed by their creator."""
         if self._lock_connection is not None:
             self._lock_connection.close()
             self._lock_connection = None

@@ -1,4 +1,4 @@
-"""One issuance attempt, told as a story: lock, check again, self-check, order (or resume the
+"""One issuance attempt, step by step: lock, check again, self-check, order (or resume the
 order of an earlier attempt), validate, finalize, save."""
 
 from __future__ import annotations

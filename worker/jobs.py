@@ -1,4 +1,4 @@
-"""RQ job functions. A job carries only an issuance id; Postgres holds the rest."""
+"""RQ job functions. A job carries only an issuance id, and Postgres stores the rest."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def run_issuance(issuance_id: str) -> None:
     try:
         IssuanceRunner(context).run(uuid.UUID(issuance_id), job_id)
     except (Unavailable, psycopg.OperationalError) as error:
-        # Postgres is down or restarting. The row still says what to do, so the job
-        # only needs to come back; if Redis is down too, the scheduler's lost-job
+        # Postgres is down or restarting. The row still records what to do, so the job
+        # only needs to come back. If Redis is down too, the scheduler's lost-job
         # recovery enqueues it once both are back.
         retry_at = (datetime.datetime.now(datetime.timezone.utc)
                     + datetime.timedelta(seconds=DATABASE_DOWN_RETRY_SECONDS))

@@ -55,7 +55,7 @@ class OrderSteps:
 
         An order survives a worker that stopped mid-attempt: the CA keeps it, and its
         key is sealed on the issuance row. It cannot be finished once it is invalid,
-        or when the CA no longer knows it (a new account, a CA that lost its state).
+        or when the CA no longer has it (a new account, a CA that lost its state).
         """
         try:
             response = self.session.post_as_get(order_url)

@@ -1,4 +1,4 @@
-"""How an issuance attempt ends, each in one Postgres transaction: a stored certificate, a
+"""The ends of an issuance attempt, each one Postgres transaction: a stored certificate, a
 retry, a delay for a CA rate limit, or failure for good."""
 
 from __future__ import annotations

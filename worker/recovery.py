@@ -1,10 +1,10 @@
 """Recovery of lost jobs: Postgres is the truth, RQ only wakes workers up.
 
-An unfinished issuance has lost its job when no worker holds its domain's lock and its
-job is neither queued, nor scheduled, nor just started: the worker was SIGKILLed
-mid-job, Redis restarted and forgot the queue, or the job failed while Postgres was
-down. Such an issuance is queued again; its next attempt resumes or replaces the ACME
-order and publishes the key authorizations again.
+An unfinished issuance has lost its job when no worker has its domain's lock and its
+job is neither queued, nor scheduled, nor just started. That happens when a worker is
+SIGKILLed mid-job, when Redis restarts without its data, or when the job failed while
+Postgres was down. Such an issuance is queued again, and its next attempt resumes or
+replaces the ACME order and publishes the key authorizations again.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ RENEWAL_FRACTION = 2 / 3
 # The renewal time moves by up to this share of the lifetime either way (about 1.8
 # days for 90-day certificates), so certificates issued in one burst renew apart.
 JITTER_FRACTION = 0.02
-# Bounds on when the CA's renewal information is fetched again, whatever it asks.
+# Bounds on when the CA's renewal information is fetched again, whatever its Retry-After.
 MIN_RENEWAL_INFO_RECHECK = datetime.timedelta(minutes=1)
 MAX_RENEWAL_INFO_RECHECK = datetime.timedelta(hours=24)
 
@@ -35,6 +35,6 @@ def as_utc(value: datetime.datetime) -> datetime.datetime:
     certbot's acme library returns an aware suggested renewal time from renewal_time(),
     but a naive next-check time: local time for a Retry-After in seconds, UTC for an
     HTTP date. NOTE: on a machine whose clock is not UTC the second form is read off
-    by the UTC offset; the recheck bounds keep the damage to a day.
+    by the UTC offset. The recheck bounds keep the error under a day.
     """
     return value.astimezone(datetime.timezone.utc)

@@ -23,9 +23,9 @@ logger = logging.getLogger(__name__)
 
 # After RQ's work loop ended on a Redis failure, the worker starts it again this much later.
 WORK_LOOP_RESTART_SECONDS = 2.0
-# How long the thread that listens for RQ commands (rq's shutdown and kill-horse) blocks
-# per read. RQ uses 60 s; redis-py 8 waits for that read to end when the worker stops,
-# so a shorter one keeps a SIGTERM'd worker from lingering up to a minute.
+# How long the thread that listens for RQ commands (shutdown, kill-horse) blocks per
+# read. RQ uses 60 s, and redis-py 8 waits for that read to end when the worker stops.
+# A shorter read keeps a worker that got SIGTERM from lingering for up to a minute.
 COMMAND_LISTENER_POLL_SECONDS = 1
 
 

@@ -26,7 +26,7 @@ from service.store import scheduler_tasks as task_rows
 
 logger = logging.getLogger(__name__)
 
-# How often a task thread asks whether its next run is due.
+# How often a task thread checks whether its next run is due.
 POLL_SECONDS = 0.5
 # How long a task thread waits after it lost its database connection.
 RECONNECT_DELAY_SECONDS = 2.0
@@ -34,7 +34,7 @@ RECONNECT_DELAY_SECONDS = 2.0
 
 @dataclasses.dataclass(frozen=True)
 class SchedulerContext:
-    """What a periodic task gets: settings and the process's backends."""
+    """The argument of every periodic task: settings and the process's backends."""
 
     settings: Settings
     backends: Backends
