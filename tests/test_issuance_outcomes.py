@@ -13,6 +13,7 @@ import pytest
 
 from conftest import unique_hostname, wait_for_issuance
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
+from service.store import locks
 
 pytestmark = [pytest.mark.pebble, pytest.mark.usefixtures("issuance_stack")]
 
@@ -76,10 +77,17 @@ def test_twenty_concurrent_requests_one_order(stub, database_url) -> None:
     hostname = unique_hostname("crowd")
     stub.AddDomain(pb.AddDomainRequest(hostname=hostname, app_id="app-outcomes"))
 
-    with concurrent.futures.ThreadPoolExecutor(20) as pool:
-        issuances = list(pool.map(
-            lambda _: stub.RequestCertificate(pb.RequestCertificateRequest(hostname=hostname)),
-            range(20)))
+    # Holding the domain's lock keeps the worker off the issuance until every call has
+    # landed; a call after it succeeded would rightly start a renewal.
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        domain_id = holder.execute("SELECT id FROM domains WHERE hostname = %s",
+                                   (hostname,)).fetchone()[0]
+        assert locks.try_lock_domain(holder, domain_id)
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            issuances = list(pool.map(
+                lambda _: stub.RequestCertificate(pb.RequestCertificateRequest(hostname=hostname)),
+                range(20)))
+        locks.unlock_domain(holder, domain_id)
     final = wait_for_issuance(stub, issuances[0].id)
 
     with psycopg.connect(database_url) as connection:
