@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -36,7 +37,15 @@ DATABASE_NAME = "certsvc_demo"
 REDIS_PREFIX = "certsvc-demo"
 
 
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main() -> int:
+    # A demo started in the background inherits an ignored SIGINT, and SIGTERM would end
+    # it without stopping its children: both run the clean-up below instead.
+    signal.signal(signal.SIGINT, _stop_on_signal)
+    signal.signal(signal.SIGTERM, _stop_on_signal)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hostname", default="shop.example.com",
                         help="domain to issue a certificate for (default shop.example.com)")
@@ -53,6 +62,7 @@ def main() -> int:
         return 1
 
     workdir = Path(tempfile.mkdtemp(prefix="certsvc-demo-"))
+    step(f"logs go to {workdir}")
     pebble = LocalPebble(workdir / "pebble", acme_port=ACME_PORT,
                          management_port=PEBBLE_MANAGEMENT_PORT, http_port=RESPONDER_PORT,
                          dns_port=DNS_PORT, challtestsrv_management_port=CHALLTESTSRV_MANAGEMENT_PORT)
@@ -115,12 +125,12 @@ def main() -> int:
         print(f"  issued in    {elapsed:.2f} s (RequestCertificate to SUCCEEDED)")
         print()
         if arguments.keep_running:
-            step(f"running; try: grpcurl -plaintext {API_ADDRESS} list   (Ctrl-C stops)")
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+            step(f"running; try: .venv/bin/grpcurl -plaintext {API_ADDRESS} list   "
+                 "(Ctrl-C or SIGTERM stops)")
+            while True:
+                time.sleep(3600)
+        return 0
+    except KeyboardInterrupt:
         return 0
     finally:
         step("stopping what the demo started")

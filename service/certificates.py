@@ -1,21 +1,29 @@
-"""Reading a domain's active certificate, with its private key for callers allowed to."""
+"""Reading the certificate that serves a hostname, with its private key for callers allowed to."""
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 
+import psycopg
 from cryptography.hazmat.primitives import serialization
 
 from service.backends import Backends
 from service.callers import Caller
-from service.domains import find_visible_domain
+from service.domains import parse_hostname
 from service.encryption import UnsealError
 from service.errors import DataLoss, NotFound, PermissionDenied
+from service.platform import PENDING_REASON, platform_domain_of, platform_key_associated_data
 from service.store import certificates as certificate_rows
+from service.store import platform_certificates as platform_rows
 from service.store.records import CertificateRecord
 
 logger = logging.getLogger(__name__)
+
+# An uploaded certificate that expires within this many days gets a warning: nothing
+# renews it, so its owner has to upload the next one in time.
+CUSTOM_EXPIRY_WARNING_DAYS = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +31,8 @@ class CertificateView:
     record: CertificateRecord
     private_key_pem: str
     """Empty unless the caller asked for the key and may read it."""
+    warnings: list[str]
+    """The stored warnings plus conditions of the moment, such as an expiry that is near."""
 
 
 def certificate_key_associated_data(domain_id: object) -> bytes:
@@ -30,31 +40,92 @@ def certificate_key_associated_data(domain_id: object) -> bytes:
     return f"certsvc/certificate-key/domain/{domain_id}".encode()
 
 
+def certificate_warnings(record: CertificateRecord, now: datetime.datetime) -> list[str]:
+    """Return the stored warnings of a certificate plus an expiry warning for uploads."""
+    warnings = list(record.warnings)
+    if record.source != "CUSTOM":
+        return warnings
+    remaining = record.not_after - now
+    when = f"{record.not_after:%Y-%m-%d %H:%M} UTC"
+    if remaining <= datetime.timedelta(0):
+        warnings.append(f"certificate expired on {when}; upload a renewed certificate")
+    elif remaining < datetime.timedelta(days=CUSTOM_EXPIRY_WARNING_DAYS):
+        days = remaining.days
+        span = "less than a day" if days == 0 else f"{days} day{'s' if days != 1 else ''}"
+        warnings.append(f"certificate expires in {span} (on {when}); upload a renewed "
+                        "certificate before then, because uploaded certificates are not "
+                        "renewed automatically")
+    return warnings
+
+
 def get_certificate(backends: Backends, caller: Caller, hostname_text: str,
                     include_private_key: bool) -> CertificateView:
-    """Return the certificate that serves a hostname now."""
+    """Return the certificate that serves a hostname now.
+
+    That is the certificate of the hostname's own domain (for a platform hostname, the
+    platform's newest certificate) or, when it has none, the certificate of the
+    wildcard domain one label up ("*.example.com" serves "shop.example.com").
+    """
     if include_private_key and not caller.may_read_private_keys:
         raise PermissionDenied("this caller may not read private keys; ask for the certificate "
                                "without include_private_key")
+    hostname = parse_hostname(hostname_text)
+    candidates = [hostname.ascii]
+    parent = hostname.ascii.partition(".")[2]
+    if not hostname.wildcard and "." in parent:
+        candidates.append(f"*.{parent}")
     with backends.database.transaction() as connection:
-        domain = find_visible_domain(connection, caller, hostname_text)
-        record = (None if domain.certificate_id is None
-                  else certificate_rows.get_certificate(connection, domain.certificate_id))
-    if record is None:
+        found = certificate_rows.find_serving_candidates(connection, candidates)
+        visible = {row.hostname: row for row in found if caller.may_see_app(row.app_id)}
+        served = [_with_platform_certificate(connection, visible[name])
+                  for name in candidates if name in visible]
+    serving = next((row for row in served if row.certificate is not None), None)
+
+    if serving is None or serving.certificate is None:
+        domain = visible.get(hostname.ascii)
+        if domain is None:
+            raise NotFound(f"domain {hostname.ascii} not found; add it with AddDomain first")
+        if domain.platform:
+            raise NotFound(f"{domain.hostname} is a platform hostname and the platform "
+                           f"certificate is not installed yet; {PENDING_REASON}")
         raise NotFound(
             f"{domain.hostname} has no certificate yet (status {domain.status}); request one "
             "with RequestCertificate or upload one with UploadCertificate"
         )
+    record = serving.certificate
+    now = datetime.datetime.now(datetime.timezone.utc)
     if not include_private_key:
-        return CertificateView(record, "")
+        return CertificateView(record, "", certificate_warnings(record, now))
+    if serving.platform and not caller.is_operator:
+        raise PermissionDenied(
+            f"{serving.hostname} is served by the platform's wildcard certificate, whose key "
+            "serves every platform hostname; only operators may read it, so ask without "
+            "include_private_key")
+    associated_data = (platform_key_associated_data(record.id) if serving.platform
+                       else certificate_key_associated_data(record.domain_id))
+    key_pem = unseal_key_pem(backends, record, associated_data, serving.hostname)
+    return CertificateView(record, key_pem, certificate_warnings(record, now))
+
+
+def _with_platform_certificate(connection: psycopg.Connection,
+                               row: certificate_rows.ServingCandidate
+                               ) -> certificate_rows.ServingCandidate:
+    """Give a platform hostname the platform's newest certificate as its own."""
+    if not row.platform:
+        return row
+    record = platform_rows.get_newest(connection, platform_domain_of(row.hostname), row.id)
+    return dataclasses.replace(row, certificate=record)
+
+
+def unseal_key_pem(backends: Backends, record: CertificateRecord, associated_data: bytes,
+                   hostname: str) -> str:
+    """Open a certificate's sealed private key and return it as PKCS#8 PEM."""
     try:
-        key_der = backends.keyring.unseal(record.private_key_sealed,
-                                          certificate_key_associated_data(record.domain_id))
+        key_der = backends.keyring.unseal(record.private_key_sealed, associated_data)
     except UnsealError as error:
         logger.error("cannot unseal private key certificate_id=%s hostname=%s: %s",
-                     record.id, domain.hostname, error)
-        raise DataLoss(f"the private key of {domain.hostname} cannot be decrypted: {error}") from None
+                     record.id, hostname, error)
+        raise DataLoss(f"the private key of {hostname} cannot be decrypted: {error}") from None
     key = serialization.load_der_private_key(key_der, password=None)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    return CertificateView(record, key_pem)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()

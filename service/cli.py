@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from service.config import ConfigError, Settings
 from service.errors import Unavailable
@@ -18,6 +19,7 @@ COMMANDS = {
     "responder": "run the HTTP-01 challenge responder",
     "scheduler": "run the periodic jobs",
     "migrate": "create or upgrade the database schema",
+    "platform-cert": "install the platform's wildcard certificate (--chain FILE --key FILE)",
 }
 
 
@@ -28,6 +30,47 @@ def _run_migrate(settings: Settings, argv: list[str]) -> None:
     applied = migrate(settings.database_url)
     logger.info("database schema is up to date; applied %d migrations: %s", len(applied),
                 ", ".join(applied) or "none")
+
+
+def _run_platform_cert(settings: Settings, argv: list[str]) -> None:
+    from service.backends import connect_redis
+    from service.encryption import Keyring
+    from service.force_https import rebuild_mirror_quietly
+    from service.platform import PlatformCertificateError, install_platform_certificate
+    from service.redis_keys import RedisKeys
+    from service.store.database import Database
+
+    parser = argparse.ArgumentParser(prog="certsvc platform-cert",
+                                     description=COMMANDS["platform-cert"])
+    parser.add_argument("--chain", required=True, type=Path,
+                        help="PEM file: the wildcard certificate first, then intermediates")
+    parser.add_argument("--key", required=True, type=Path, help="PEM file of its private key")
+    arguments = parser.parse_args(argv)
+    if not settings.platform_domain:
+        raise ConfigError("CERTSVC_PLATFORM_DOMAIN is not set; set it to the domain the "
+                          "wildcard certificate covers (for *.meteorapp.com: meteorapp.com)")
+    keyring = Keyring.from_settings(settings)
+    try:
+        chain_pem, key_pem = arguments.chain.read_bytes(), arguments.key.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read {error.filename}: {error.strerror}") from None
+
+    database = Database(settings.database_url, max_size=1)
+    database.open()
+    try:
+        installed = install_platform_certificate(database, keyring, settings.platform_domain,
+                                                 chain_pem, key_pem)
+    except PlatformCertificateError as error:
+        raise ConfigError(f"the platform certificate was not installed: {error}") from None
+    # Platform hostnames with Force HTTPS on redirect from now on.
+    client = connect_redis(settings.redis_url)
+    rebuild_mirror_quietly(database, client, RedisKeys(settings.redis_prefix))
+    client.close()
+    database.close()
+    details = installed.details
+    logger.info("platform certificate installed for *.%s: serial %s, valid until %s UTC, "
+                "%d platform hostnames active", settings.platform_domain, details.serial_number,
+                f"{details.not_after:%Y-%m-%d %H:%M}", installed.activated_domains)
 
 
 def _run_api(settings: Settings, argv: list[str]) -> None:
@@ -65,6 +108,7 @@ _HANDLERS = {
     "responder": _run_responder,
     "scheduler": _run_scheduler,
     "migrate": _run_migrate,
+    "platform-cert": _run_platform_cert,
 }
 
 
@@ -75,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         description="TLS certificates for custom domains. Configuration comes from CERTSVC_* "
                     "environment variables (see README.md).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="commands:\n" + "\n".join(f"  {name:<10} {text}" for name, text in COMMANDS.items()),
+        epilog="commands:\n" + "\n".join(f"  {name:<13} {text}"
+                                          for name, text in COMMANDS.items()),
     )
     parser.add_argument("command", choices=sorted(_HANDLERS), metavar="command")
     parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

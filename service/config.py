@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from service.rate_limits import RateLimit, RateLimitSyntaxError, default_rate_limits, parse_rate_limits
+from service.validation.hostname import HostnameError, normalize_hostname
 
 DEV_INSECURE_WARNING = (
     "CERTSVC_DEV_INSECURE is set: development mode, not for production. Calls need no "
@@ -112,7 +113,7 @@ class Settings:
             dns_server=env.dns_server("CERTSVC_DNS_SERVER"),
             caa_identities=env.names("CERTSVC_CAA_IDENTITIES", cls.caa_identities),
             allow_private_targets=env.flag("CERTSVC_ALLOW_PRIVATE_TARGETS"),
-            platform_domain=env.text("CERTSVC_PLATFORM_DOMAIN", "").strip(".").lower(),
+            platform_domain=env.platform_domain("CERTSVC_PLATFORM_DOMAIN"),
             trust_bundle=env.file("CERTSVC_TRUST_BUNDLE"),
             master_key=env.master_key(),
             api_tokens_file=env.file("CERTSVC_API_TOKENS_FILE"),
@@ -229,6 +230,19 @@ class _Environment:
         if value is None or value.strip() == "":
             return default
         return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+
+    def platform_domain(self, name: str) -> str:
+        value = self._environ.get(name, "").strip()
+        if value == "":
+            return ""
+        try:
+            hostname = normalize_hostname(value.removeprefix("*."))
+        except HostnameError as error:
+            raise ConfigError(f"{name}={value!r} is not a domain name: {error}") from None
+        if hostname.wildcard:
+            raise ConfigError(f"{name}={value!r}: name the domain without '*.', as in "
+                              "meteorapp.com")
+        return hostname.ascii
 
     def file(self, name: str) -> Path | None:
         value = self._environ.get(name, "")

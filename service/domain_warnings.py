@@ -1,19 +1,29 @@
-"""Warnings about a domain's certificate, shown in Domain.warnings."""
+"""The warnings a Domain message carries: conditions that need the user's attention."""
 
 from __future__ import annotations
 
 import datetime
 
+from service import force_https
 from service.store.records import DomainRecord
 
 # Certificates that will not be renewed in time are announced this long before expiry.
 EXPIRY_WARNING_WINDOW = datetime.timedelta(days=14)
 
 
-def certificate_warnings(domain: DomainRecord,
-                         now: datetime.datetime | None = None) -> list[str]:
-    """Return sentences about an expiring certificate and a renewal that keeps failing."""
+def domain_warnings(domain: DomainRecord, now: datetime.datetime | None = None) -> list[str]:
+    """Return one sentence per condition to fix, in a stable order."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
+    warnings = []
+    redirect_warning = force_https.not_effective_warning(domain, now)
+    if redirect_warning:
+        warnings.append(redirect_warning)
+    warnings.extend(renewal_warnings(domain, now))
+    return warnings
+
+
+def renewal_warnings(domain: DomainRecord, now: datetime.datetime) -> list[str]:
+    """Return sentences about an expiring certificate and a renewal that keeps failing."""
     warnings = []
     not_after = domain.certificate_not_after
     if not_after is not None:

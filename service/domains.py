@@ -13,8 +13,12 @@ from service.backends import Backends
 from service.callers import Caller
 from service.event_types import EventType
 from service.errors import AlreadyExists, InvalidArgument, NotFound, PermissionDenied
+from service.platform import PENDING_REASON, is_platform_hostname
+from service.self_check_body import ensure_self_check_body
 from service.store import domains as domain_rows
 from service.store import events as event_rows
+from service.store import issuances as issuance_rows
+from service.store import platform_certificates as platform_rows
 from service.store.records import DomainRecord
 from service.validation.hostname import Hostname, HostnameError, normalize_hostname
 
@@ -65,10 +69,17 @@ def add_domain(backends: Backends, caller: Caller, hostname_text: str,
     if not caller.may_see_app(app_id):
         raise PermissionDenied(f"you may not add domains to app {app_id}")
 
+    platform_domain = backends.settings.platform_domain
+    platform = is_platform_hostname(hostname, platform_domain)
     with backends.database.transaction() as connection:
+        status, last_error = "PENDING", ""
+        if platform:
+            installed = platform_rows.is_installed(connection, platform_domain)
+            status, last_error = ("ACTIVE", "") if installed else ("PENDING", PENDING_REASON)
         domain, created = domain_rows.insert_domain(
             connection, hostname=hostname.ascii, unicode_hostname=hostname.unicode,
-            app_id=app_id, wildcard=hostname.wildcard,
+            app_id=app_id, wildcard=hostname.wildcard, platform=platform, status=status,
+            last_error=last_error,
         )
         if not created and domain.app_id != app_id:
             raise AlreadyExists(
@@ -79,8 +90,20 @@ def add_domain(backends: Backends, caller: Caller, hostname_text: str,
             event_rows.add_event(connection, domain.id, EventType.DOMAIN_ADDED,
                                  f"{hostname.ascii} was added to app {app_id}")
     if created:
-        logger.info("added domain hostname=%s app_id=%s", domain.hostname, app_id)
+        logger.info("added domain hostname=%s app_id=%s platform=%s", domain.hostname, app_id,
+                    platform)
+    if not hostname.wildcard:
+        _create_self_check_body(backends, domain.hostname)
     return domain
+
+
+def _create_self_check_body(backends: Backends, hostname: str) -> None:
+    """Create the body the responder serves at the self-check path, so checks can start."""
+    try:
+        ensure_self_check_body(backends.redis, backends.keys, hostname)
+    except redis.RedisError as error:
+        # CheckDomain and the worker create it again before they fetch it.
+        logger.warning("could not create the self-check body hostname=%s: %s", hostname, error)
 
 
 def get_domain(backends: Backends, caller: Caller, hostname_text: str) -> DomainRecord:
@@ -108,6 +131,9 @@ def remove_domain(backends: Backends, caller: Caller, hostname_text: str) -> Non
     """Delete a domain with its certificates, issuances and events, then its Redis keys."""
     with backends.database.transaction() as connection:
         domain = find_visible_domain(connection, caller, hostname_text)
+        # The in-flight issuance is locked before the domain row, the order every writer
+        # uses, because the delete cascades to it.
+        issuance_rows.lock_in_flight(connection, domain.id)
         domain_rows.delete_domain(connection, domain.id)
     logger.info("removed domain hostname=%s app_id=%s", domain.hostname, domain.app_id)
 

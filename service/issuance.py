@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 
+import psycopg
 import redis
 
 from service.backends import Backends, redis_unavailable_as_error
@@ -12,6 +13,7 @@ from service.callers import Caller
 from service.domains import find_visible_domain
 from service.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from service.event_types import EventType
+from service.platform import platform_domain_of
 from service.queueing import enqueue_issuance, new_job_id
 from service.store import domains as domain_rows
 from service.store import events as event_rows
@@ -25,6 +27,13 @@ def request_certificate(backends: Backends, caller: Caller, hostname_text: str) 
     """Queue an issuance for a domain, or return the one already in flight."""
     with backends.database.transaction() as connection:
         domain = find_visible_domain(connection, caller, hostname_text)
+    if domain.platform:
+        waiting = "" if domain.certificate_source == "PLATFORM" else (
+            " (an operator has yet to install it with `certsvc platform-cert`)")
+        raise FailedPrecondition(
+            f"{domain.hostname} is already covered by the platform's wildcard certificate "
+            f"*.{platform_domain_of(domain.hostname)}{waiting}, so it needs no Let's Encrypt "
+            "certificate")
     if domain.wildcard:
         raise FailedPrecondition(
             f"{domain.hostname} is a wildcard domain: automatic Let's Encrypt certificates use "
@@ -57,19 +66,23 @@ def queue_issuance(backends: Backends, domain_id: uuid.UUID, message: str, *,
     the lost-job recovery can always tell which job to look for.
     """
     queue = backends.issuance_queue()
-    with backends.database.transaction() as connection:
-        domain = domain_rows.lock_domain_row(connection, domain_id)
-        if domain is None:
-            raise NotFound(missing_domain)
-        issuance, created = issuance_rows.create_or_get_in_flight(connection, domain.id,
-                                                                  domain.hostname)
-        if created:
-            issuance = issuance_rows.update_issuance(connection, issuance.id,
-                                                     job_id=new_job_id(queue, issuance.id))
-            event_rows.add_event(connection, domain.id, EventType.ISSUANCE_QUEUED, message,
-                                 issuance.id)
-            if domain.status != "ACTIVE":
-                domain_rows.update_domain(connection, domain.id, status="ISSUING", last_error="")
+    # Lock order: the issuance before the domain row, as the worker does, so that a request
+    # and a finishing attempt cannot deadlock.
+    try:
+        with backends.database.transaction() as connection:
+            domain = domain_rows.get_domain_by_id(connection, domain_id)
+            if domain is None:
+                raise NotFound(missing_domain)
+            issuance, created = issuance_rows.create_or_get_in_flight(connection, domain.id,
+                                                                      domain.hostname)
+            if created:
+                issuance = issuance_rows.update_issuance(connection, issuance.id,
+                                                         job_id=new_job_id(queue, issuance.id))
+                event_rows.add_event(connection, domain.id, EventType.ISSUANCE_QUEUED, message,
+                                     issuance.id)
+                domain_rows.mark_issuing_unless_active(connection, domain.id)
+    except psycopg.errors.ForeignKeyViolation:
+        raise NotFound(missing_domain) from None
     if not created:
         return issuance, False
 

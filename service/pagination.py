@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from service.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 100
+# A domain page token carries a hostname in normal form.
+MAX_TOKEN_HOSTNAME_LENGTH = 255
+_TOKEN_HOSTNAME = re.compile(r"^[a-z0-9.*-]*$")
 MAX_PAGE_SIZE = 1000
 
 
@@ -33,10 +37,14 @@ def _decode(kind: str, token: str) -> str | None:
         text = ""
     found_kind, separator, value = text.partition(":")
     if found_kind != kind or not separator:
-        raise InvalidArgument.for_field(
-            "page_token", "page_token is invalid; pass the next_page_token of the previous page"
-        )
+        raise _invalid_token()
     return value
+
+
+def _invalid_token() -> InvalidArgument:
+    return InvalidArgument.for_field(
+        "page_token", "page_token is invalid; pass the next_page_token of the previous page"
+    )
 
 
 def encode_domain_token(last_hostname: str) -> str:
@@ -45,7 +53,10 @@ def encode_domain_token(last_hostname: str) -> str:
 
 def decode_domain_token(token: str) -> str:
     """Return the hostname after which the page starts; empty for the first page."""
-    return _decode("domain", token) or ""
+    hostname = _decode("domain", token) or ""
+    if len(hostname) > MAX_TOKEN_HOSTNAME_LENGTH or not _TOKEN_HOSTNAME.match(hostname):
+        raise _invalid_token()
+    return hostname
 
 
 def encode_event_token(last_event_id: int) -> str:
@@ -56,8 +67,7 @@ def decode_event_token(token: str) -> int | None:
     value = _decode("event", token)
     if value is None:
         return None
-    if not value.isdigit():
-        raise InvalidArgument.for_field(
-            "page_token", "page_token is invalid; pass the next_page_token of the previous page"
-        )
+    # Event ids are Postgres bigints: at most 19 ASCII digits.
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise _invalid_token()
     return int(value)

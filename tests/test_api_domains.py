@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -188,3 +190,20 @@ def test_health_serving(channel) -> None:
     for service in ("", "certsvc.v1.CertificateService"):
         response = health.Check(health_pb2.HealthCheckRequest(service=service))
         assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("payload", [b"domain:\x00", b"domain:" + "é".encode(), b"event:\xc2\xb2",
+                                     b"event:" + b"9" * 30, b"event:" + b"9" * 5000])
+def test_crafted_page_token_invalid(stub, payload: bytes) -> None:
+    hostname = unique_hostname("tokens")
+    stub.AddDomain(pb.AddDomainRequest(hostname=hostname, app_id="app-1"))
+    token = base64.urlsafe_b64encode(payload).decode()
+
+    with pytest.raises(grpc.RpcError) as raised:
+        if payload.startswith(b"event"):
+            stub.ListDomainEvents(pb.ListDomainEventsRequest(hostname=hostname, page_token=token))
+        else:
+            stub.ListDomains(pb.ListDomainsRequest(page_token=token))
+
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "page_token" in raised.value.details()

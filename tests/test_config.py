@@ -68,3 +68,21 @@ def test_dev_mode_uses_development_key() -> None:
 
 def test_dns_server_without_port_uses_53() -> None:
     assert Settings.from_env({"CERTSVC_DNS_SERVER": "192.0.2.53"}).dns_server == ("192.0.2.53", 53)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("MeteorApp.com", "meteorapp.com"),
+    ("meteorapp.com.", "meteorapp.com"),
+    ("*.meteorapp.com", "meteorapp.com"),
+    ("", ""),
+])
+def test_platform_domain_normal_form(value: str, expected: str) -> None:
+    assert Settings.from_env({"CERTSVC_PLATFORM_DOMAIN": value}).platform_domain == expected
+
+
+def test_platform_domain_invalid() -> None:
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({"CERTSVC_PLATFORM_DOMAIN": "https://meteorapp.com/"})
+
+    assert "CERTSVC_PLATFORM_DOMAIN" in str(raised.value)
+    assert "host name only" in str(raised.value)

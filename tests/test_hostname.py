@@ -18,6 +18,9 @@ from service.validation.hostname import HostnameError, covers, normalize_hostnam
     ("ＳＨＯＰ.example.com", "shop.example.com", "shop.example.com", False),
     ("*.Example.com", "*.example.com", "*.example.com", True),
     ("a" * 63 + ".com", "a" * 63 + ".com", "a" * 63 + ".com", False),
+    ("*.Example.com.", "*.example.com", "*.example.com", True),
+    ("shop。example。com", "shop.example.com", "shop.example.com", False),
+    ("*.café.example.com", "*.xn--caf-dma.example.com", "*.café.example.com", True),
 ])
 def test_normal_form(typed: str, ascii_name: str, unicode_name: str, wildcard: bool) -> None:
     hostname = normalize_hostname(typed)
@@ -53,6 +56,12 @@ def test_normal_form(typed: str, ascii_name: str, unicode_name: str, wildcard: b
     ("xn--zz.example.com", ["punycode"]),
     ("☃.example.com", ["not"]),
     ("shop example.com", ["white space"]),
+    ("shop.example.com:", ["port", "host name only"]),
+    ("*.com", ["single label"]),
+    ("**.example.com", ["wildcard"]),
+    ("shop.*", ["wildcard", "first label"]),
+    ("ftp://shop.example.com", ["scheme", "host name only"]),
+    ("shop.example.com?x=1", ["host name only"]),
 ])
 def test_rejection_names_rule(typed: str, words: list[str]) -> None:
     with pytest.raises(HostnameError) as raised:

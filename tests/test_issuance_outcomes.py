@@ -10,9 +10,12 @@ import threading
 
 import psycopg
 import pytest
+import redis
 
 from conftest import unique_hostname, wait_for_issuance
+from devtools import stack
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
+from service.redis_keys import SELF_CHECK_TOKEN, RedisKeys
 from service.store import locks
 
 pytestmark = [pytest.mark.pebble, pytest.mark.usefixtures("issuance_stack")]
@@ -21,11 +24,26 @@ pytestmark = [pytest.mark.pebble, pytest.mark.usefixtures("issuance_stack")]
 KEY_AUTHORIZATION = re.compile(r"[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{43}")
 
 
-class _WrongAnswerHandler(http.server.BaseHTTPRequestHandler):
-    """Returns a body that is not the key authorization for every challenge request."""
+class _WrongKeyAuthorizationSite(http.server.ThreadingHTTPServer):
+    """Passes the self-check (it serves the body certsvc stored for the host) but returns
+    a wrong body for every ACME challenge token."""
+
+    def __init__(self, address: tuple[str, int], redis_client: redis.Redis,
+                 keys: RedisKeys) -> None:
+        super().__init__(address, _WrongKeyAuthorizationHandler)
+        self.redis = redis_client
+        self.keys = keys
+
+
+class _WrongKeyAuthorizationHandler(http.server.BaseHTTPRequestHandler):
+    server: _WrongKeyAuthorizationSite
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's method name)
-        body = b"not-the-key-authorization"
+        host = (self.headers.get("Host") or "").split(":")[0]
+        if self.path.endswith(f"/{SELF_CHECK_TOKEN}"):
+            body = self.server.redis.get(self.server.keys.self_check_body(host)) or b""
+        else:
+            body = b"not-the-key-authorization"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -36,14 +54,17 @@ class _WrongAnswerHandler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def wrong_answer_site(pebble):
-    """A web server on 127.0.0.2, at Pebble's validation port, that returns a wrong body."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.2", pebble.http_port), _WrongAnswerHandler)
+def wrong_answer_site(pebble, redis_prefix):
+    """A web server on 127.0.0.2, at Pebble's validation port, as described above."""
+    client = redis.Redis.from_url(stack.REDIS_URL)
+    server = _WrongKeyAuthorizationSite(("127.0.0.2", pebble.http_port), client,
+                                        RedisKeys(redis_prefix))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield "127.0.0.2"
     server.shutdown()
     server.server_close()
+    client.close()
 
 
 def test_permanent_error_fails_once(stub, pebble, database_url, wrong_answer_site) -> None:

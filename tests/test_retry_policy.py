@@ -9,7 +9,7 @@ import pytest
 from acme import errors as acme_library_errors
 from acme import messages
 
-from service.domain_warnings import certificate_warnings
+from service.domain_warnings import renewal_warnings
 from service.store.records import DomainRecord
 from worker import acme_errors
 from worker.errors import PermanentIssuanceError, TransientIssuanceError
@@ -119,7 +119,7 @@ def test_warning_for_expiring_upload() -> None:
     domain = _domain(certificate_source="CUSTOM",
                      certificate_not_after=NOW + datetime.timedelta(days=5))
 
-    warnings = certificate_warnings(domain, NOW)
+    warnings = renewal_warnings(domain, NOW)
 
     assert len(warnings) == 1
     assert "expires on 2026-03-06" in warnings[0]
@@ -131,7 +131,7 @@ def test_no_warning_while_renewal_pending() -> None:
                      certificate_not_after=NOW + datetime.timedelta(days=3),
                      certificate_renew_after=NOW + datetime.timedelta(days=1))
 
-    assert certificate_warnings(domain, NOW) == []
+    assert renewal_warnings(domain, NOW) == []
 
 
 def test_warning_for_overdue_renewal() -> None:
@@ -140,7 +140,7 @@ def test_warning_for_overdue_renewal() -> None:
                      certificate_renew_after=NOW - datetime.timedelta(days=20),
                      last_error="self-check failed for shop.example.com: GET returned 404")
 
-    warnings = certificate_warnings(domain, NOW)
+    warnings = renewal_warnings(domain, NOW)
 
     assert len(warnings) == 2
     assert "has not been renewed yet" in warnings[0]

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from devtools import stack
 from service.backends import Backends
 from service.config import Settings
-from service.domain_warnings import certificate_warnings
+from service.domain_warnings import domain_warnings
 from service.issuance import queue_issuance
 from service.store import certificates as certificate_rows
 from service.store import domains as domain_rows
@@ -104,7 +104,7 @@ def test_failed_self_check_retries_without_order(backends) -> None:
     assert orders == 0
     assert after.status == "ACTIVE"
     assert after.certificate_id == certificate_id
-    assert any(MESSAGE.format(host=hostname) in text for text in certificate_warnings(after))
+    assert any(MESSAGE.format(host=hostname) in text for text in domain_warnings(after))
     assert _failures("status") - before == 1
     # No ACME session was opened: nothing talked to a CA.
     assert context._acme_session is None

@@ -11,7 +11,7 @@ from service.backends import Backends
 from service.config import Settings
 from worker.acme_client import AcmeSession
 from worker.retry_policy import RetryPolicy
-from worker.self_check_step import DEFAULT_SELF_CHECK, SelfCheck
+from worker.self_check_step import HttpSelfCheck, SelfCheck
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +28,12 @@ class WorkerContext:
     """
 
     def __init__(self, settings: Settings, *, backends: Backends | None = None,
-                 self_check: SelfCheck = DEFAULT_SELF_CHECK) -> None:
+                 self_check: SelfCheck | None = None) -> None:
         self.settings = settings
         self.backends = backends or Backends.connect(settings, pool_max_size=4)
         self.retry_policy = RetryPolicy.from_settings(settings)
-        self.self_check = self_check
+        self.self_check = self_check or HttpSelfCheck(settings, self.backends.redis,
+                                                      self.backends.keys)
         self._lock_connection: psycopg.Connection | None = None
         self._acme_session: AcmeSession | None = None
 

@@ -25,13 +25,22 @@ class PermanentIssuanceError(IssuanceError):
     """A failure that repeats until something changes: the CA rejected the name, CAA forbids."""
 
 
-class IssuanceCancelled(Exception):
-    """The issuance was removed, finished elsewhere or taken over by a newer attempt."""
+class SelfCheckFailed(IssuanceError):
+    """The self-check or the CAA gate failed, so no order was placed.
 
+    Retryable: the check spends none of the CA's rate limits, and the usual causes
+    (DNS not yet pointed at the platform, a proxy rule) are fixed by the user while
+    the issuance waits. reason labels the cause for metrics; summary is the check's
+    full story (each hop) for the domain's timeline.
+    """
 
-class SelfCheckFailed(TransientIssuanceError):
-    """The domain failed the HTTP self-check, so no order was placed; reason labels the cause."""
+    retryable = True
 
-    def __init__(self, message: str, reason: str) -> None:
+    def __init__(self, message: str, reason: str = "unknown", summary: str = "") -> None:
         super().__init__(message)
         self.reason = reason
+        self.summary = summary or message
+
+
+class IssuanceCancelled(Exception):
+    """The issuance was removed, finished elsewhere or taken over by a newer attempt."""

@@ -176,8 +176,8 @@ class IssuanceRunner:
             order, private_key = self._resume_or_place(steps, session, issuance, domain)
             steps.answer_challenges(order)
             steps.wait_for_authorizations(order)
-            self._transition(issuance, "FINALIZING", EventType.CHALLENGES_ANSWERED,
-                             "the CA validated every challenge")
+            self._transition(issuance, "FINALIZING", EventType.CHALLENGE_VALIDATED,
+                             f"the CA validated the http-01 challenge for {hostname}")
             fullchain_pem = steps.finalize(order)
         except ValidationFailed as failure:
             self._record_failed_validation(session, issuance, domain)
@@ -199,10 +199,11 @@ class IssuanceRunner:
             return
         result = self.context.self_check(issuance.hostname)
         if not result.ok:
-            raise SelfCheckFailed(result.message or f"the self-check of {issuance.hostname} "
-                                  "failed", reason=result.reason or "unknown")
+            message = result.message or f"the self-check of {issuance.hostname} failed"
+            raise SelfCheckFailed(message, reason=result.reason or "unknown",
+                                  summary=result.summary)
         self._transition(issuance, "ORDERING", EventType.SELF_CHECK_PASSED,
-                         "self-check passed; ordering")
+                         result.summary or "self-check passed")
 
     def _resume_or_place(self, steps: OrderSteps, session: AcmeSession,
                          issuance: IssuanceRecord, domain: DomainRecord

@@ -16,6 +16,7 @@ from service import metrics
 from service.certificate_details import chain_to_pem, describe, seal_private_key
 from service.certificates import certificate_key_associated_data
 from service.event_types import EventType
+from service.force_https import sync_mirror_quietly
 from service.queueing import enqueue_issuance, new_job_id
 from service.store import certificates as certificate_rows
 from service.store import domains as domain_rows
@@ -74,11 +75,14 @@ def store_certificate(context: WorkerContext, issuance: IssuanceRecord,
             order_key_sealed=None)
         event_rows.add_event(
             connection, issuance.domain_id, EventType.ISSUANCE_SUCCEEDED,
-            f"certificate issued by {details.issuer}, valid until "
-            f"{details.not_after:%Y-%m-%d %H:%M} UTC", issuance.id)
+            f"certificate issued by {details.issuer}, serial {details.serial_number}, "
+            f"valid until {details.not_after:%Y-%m-%d %H:%M} UTC", issuance.id)
+        domain = domain_rows.get_domain_by_id(connection, issuance.domain_id)
     _count_end(finished, "succeeded")
     logger.info("issuance succeeded hostname=%s issuance_id=%s attempt=%d certificate_id=%s",
                 issuance.hostname, issuance.id, issuance.attempt, certificate_id)
+    if domain is not None:
+        sync_mirror_quietly(context.backends, domain)
     return certificate_id
 
 
@@ -95,11 +99,9 @@ def record_failure(context: WorkerContext, issuance: IssuanceRecord, error: Issu
             lock_current_attempt(connection, issuance)
         except IssuanceCancelled:
             return
-        # The domain row is written before the issuance row, as RequestCertificate does;
-        # the other order can deadlock with it.
         if isinstance(error, SelfCheckFailed):
             event_rows.add_event(connection, issuance.domain_id, EventType.SELF_CHECK_FAILED,
-                                 f"self-check failed, no order placed: {message}", issuance.id)
+                                 error.summary, issuance.id)
         if retry_at is not None:
             # The error shows in the domain's last_error, and as a warning while an older
             # certificate still serves it.

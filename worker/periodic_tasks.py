@@ -10,6 +10,7 @@ from rq.scheduler import RQScheduler
 from service.config import Settings
 from service.store import ledger as ledger_rows
 from worker.expiry_warnings import warn_expiring_certificates
+from worker.mirror_rebuild import REBUILD_INTERVAL_SECONDS, rebuild_mirrors
 from worker.recovery import recover_lost_issuances
 from worker.renewal import renew_due_certificates
 from worker.scheduler import PeriodicTask, SchedulerContext
@@ -34,6 +35,7 @@ def periodic_tasks(settings: Settings) -> list[PeriodicTask]:
         PeriodicTask("warn-expiring-certificates", settings.renewal_interval_seconds,
                      warn_expiring_certificates),
         PeriodicTask("prune-acme-ledger", LEDGER_PRUNE_INTERVAL_SECONDS, prune_acme_ledger),
+        PeriodicTask("rebuild-redis-mirrors", REBUILD_INTERVAL_SECONDS, rebuild_mirrors),
     ]
 
 

@@ -6,10 +6,12 @@ import datetime
 
 from google.protobuf import timestamp_pb2
 
+from service import force_https
 from service.certificates import CertificateView
-from service.domain_warnings import certificate_warnings
+from service.domain_warnings import domain_warnings
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from service.store.records import DomainRecord, EventRecord, IssuanceRecord
+from worker.selfcheck import CheckResult
 
 _SOURCES = {None: pb.NONE, "LETS_ENCRYPT": pb.LETS_ENCRYPT, "CUSTOM": pb.CUSTOM,
             "PLATFORM": pb.PLATFORM}
@@ -23,20 +25,19 @@ def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None
     return message
 
 
-def domain_message(domain: DomainRecord, *, force_https_effective: bool = False,
-                   warnings: list[str] | None = None) -> pb.Domain:
+def domain_message(domain: DomainRecord) -> pb.Domain:
     return pb.Domain(
         hostname=domain.hostname,
         unicode_hostname=domain.unicode_hostname,
         app_id=domain.app_id,
         status=pb.Domain.Status.Value(domain.status),
         force_https=domain.force_https,
-        force_https_effective=force_https_effective,
+        force_https_effective=force_https.redirect_effective(domain),
         wildcard=domain.wildcard,
         certificate_source=_SOURCES[domain.certificate_source],
         certificate_not_after=timestamp(domain.certificate_not_after),
         last_error=domain.last_error,
-        warnings=[*certificate_warnings(domain), *(warnings or [])],
+        warnings=domain_warnings(domain),
         created_at=timestamp(domain.created_at),
         updated_at=timestamp(domain.updated_at),
     )
@@ -70,8 +71,21 @@ def certificate_message(view: CertificateView) -> pb.Certificate:
         serial_number=record.serial_number,
         sha256_fingerprint=record.sha256_fingerprint,
         key_type=record.key_type,
-        warnings=record.warnings,
+        warnings=view.warnings,
         created_at=timestamp(record.created_at),
+    )
+
+
+def domain_check_message(result: CheckResult) -> pb.DomainCheck:
+    return pb.DomainCheck(
+        ok=result.ok,
+        url=result.url,
+        hops=[pb.HttpHop(url=hop.url, status=hop.status, address=hop.address, error=hop.error)
+              for hop in result.hops],
+        message=result.message,
+        warnings=result.warnings,
+        checked_at=timestamp(result.checked_at),
+        final_url=result.final_url,
     )
 
 

@@ -11,12 +11,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service import force_https
 from service.api.auth import Authenticator
 from service.api.servicer import CertificateServicer
 from service.backends import Backends
 from service.config import DEV_INSECURE_WARNING, Settings
 from service.grpc_gen.certsvc.v1 import certsvc_pb2, certsvc_pb2_grpc
 from service.metrics import start_metrics_server
+from service.trust_bundle import load_trust_anchors
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +76,11 @@ def serve(settings: Settings) -> None:
     """Run the api until SIGTERM or SIGINT, then shut down gracefully."""
     if settings.dev_insecure:
         logger.warning(DEV_INSECURE_WARNING)
+    load_trust_anchors(settings.trust_bundle)  # a bad CERTSVC_TRUST_BUNDLE stops the start
     backends = Backends.connect(settings)
     start_metrics_server(settings, "api", backends)
+    # Redis may have lost the mirror (a restart, an eviction); Postgres has the truth.
+    force_https.rebuild_mirror_quietly(backends.database, backends.redis, backends.keys)
     api = create_server(settings, backends)
     logger.info("api listening address=%s port=%d", settings.grpc_address, api.port)
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import empty_pb2
 
-from service import certificates, domains, events, issuance
+from service import certificates, domain_check, domains, events, force_https, issuance, uploads
 from service.api import messages
 from service.api.auth import Authenticator
 from service.api.status import status_code, to_grpc_status
@@ -79,6 +79,17 @@ class CertificateServicer(certsvc_pb2_grpc.CertificateServiceServicer):
         return empty_pb2.Empty()
 
     @rpc
+    def SetForceHttps(self, request: pb.SetForceHttpsRequest, caller: Caller) -> pb.Domain:
+        domain = force_https.set_force_https(self.backends, caller, request.hostname,
+                                             request.force_https)
+        return messages.domain_message(domain)
+
+    @rpc
+    def CheckDomain(self, request: pb.CheckDomainRequest, caller: Caller) -> pb.DomainCheck:
+        result = domain_check.check_domain(self.backends, caller, request.hostname)
+        return messages.domain_check_message(result)
+
+    @rpc
     def RequestCertificate(self, request: pb.RequestCertificateRequest,
                            caller: Caller) -> pb.Issuance:
         record = issuance.request_certificate(self.backends, caller, request.hostname)
@@ -87,6 +98,14 @@ class CertificateServicer(certsvc_pb2_grpc.CertificateServiceServicer):
     @rpc
     def GetIssuance(self, request: pb.GetIssuanceRequest, caller: Caller) -> pb.Issuance:
         return messages.issuance_message(issuance.get_issuance(self.backends, caller, request.id))
+
+    @rpc
+    def UploadCertificate(self, request: pb.UploadCertificateRequest,
+                          caller: Caller) -> pb.Certificate:
+        view = uploads.upload_certificate(self.backends, caller, request.hostname,
+                                          request.certificate_chain_pem, request.private_key_pem,
+                                          request.passphrase)
+        return messages.certificate_message(view)
 
     @rpc
     def GetCertificate(self, request: pb.GetCertificateRequest, caller: Caller) -> pb.Certificate:

@@ -59,3 +59,37 @@ def get_certificate(connection: psycopg.Connection,
         return cursor.execute(
             f"SELECT {_COLUMNS} FROM certificates WHERE id = %s", (certificate_id,)
         ).fetchone()
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingCandidate:
+    """A domain that may serve a hostname, with its active certificate if it has one."""
+
+    id: uuid.UUID
+    hostname: str
+    app_id: str
+    status: str
+    platform: bool
+    certificate: CertificateRecord | None
+
+
+_CERTIFICATE_COLUMNS_OF_C = ", ".join(f"c.{name.strip()}" for name in _COLUMNS.split(","))
+
+
+def find_serving_candidates(connection: psycopg.Connection,
+                            hostnames: list[str]) -> list[ServingCandidate]:
+    """Return the domains among hostnames with their active certificates, in one query.
+
+    This is the lookup behind GetCertificate, the edge routers' hot path: one round trip
+    on the unique index of domains.hostname and the primary key of certificates.
+    """
+    rows = connection.execute(
+        f"""
+        SELECT d.id, d.hostname, d.app_id, d.status, d.platform, {_CERTIFICATE_COLUMNS_OF_C}
+        FROM domains d LEFT JOIN certificates c ON c.id = d.certificate_id
+        WHERE d.hostname = ANY(%s)
+        """,
+        (hostnames,),
+    ).fetchall()
+    return [ServingCandidate(*row[:5], CertificateRecord(*row[5:]) if row[5] is not None else None)
+            for row in rows]

@@ -9,33 +9,45 @@ from psycopg.rows import class_row
 
 from service.store.records import DomainRecord
 
-# Domain columns plus the active certificate's source, expiry and renewal time.
+# Domain columns plus the active certificate's source, expiry and renewal time. A
+# platform hostname is served by the newest platform certificate of its parent domain.
 _SELECT = """
     SELECT d.id, d.hostname, d.unicode_hostname, d.app_id, d.wildcard, d.status,
            d.force_https, d.last_error, d.certificate_id, d.created_at, d.updated_at,
-           c.source AS certificate_source, c.not_after AS certificate_not_after,
+           d.platform,
+           COALESCE(c.source, p.source) AS certificate_source,
+           COALESCE(c.not_after, p.not_after) AS certificate_not_after,
            c.renew_after AS certificate_renew_after
     FROM domains d LEFT JOIN certificates c ON c.id = d.certificate_id
+    LEFT JOIN LATERAL (
+        SELECT 'PLATFORM'::text AS source, pc.not_after FROM platform_certificates pc
+        WHERE d.platform
+          AND pc.platform_domain = substr(d.hostname, strpos(d.hostname, '.') + 1)
+        ORDER BY pc.created_at DESC LIMIT 1
+    ) p ON true
 """
 
 
 def insert_domain(connection: psycopg.Connection, *, hostname: str, unicode_hostname: str,
-                  app_id: str, wildcard: bool) -> tuple[DomainRecord, bool]:
+                  app_id: str, wildcard: bool, platform: bool = False, status: str = "PENDING",
+                  last_error: str = "") -> tuple[DomainRecord, bool]:
     """Insert a domain unless its hostname exists; return the row and whether it is new."""
     inserted = connection.execute(
         """
-        INSERT INTO domains (hostname, unicode_hostname, app_id, wildcard)
-        VALUES (%s, %s, %s, %s)
+        INSERT INTO domains (hostname, unicode_hostname, app_id, wildcard, platform, status,
+                             last_error)
+        VALUES (%s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (hostname) DO NOTHING
         RETURNING id
         """,
-        (hostname, unicode_hostname, app_id, wildcard),
+        (hostname, unicode_hostname, app_id, wildcard, platform, status, last_error),
     ).fetchone()
     record = get_domain(connection, hostname)
     if record is None:
         # The conflicting row was removed between the insert and the select.
         return insert_domain(connection, hostname=hostname, unicode_hostname=unicode_hostname,
-                             app_id=app_id, wildcard=wildcard)
+                             app_id=app_id, wildcard=wildcard, platform=platform,
+                             status=status, last_error=last_error)
     return record, inserted is not None
 
 
@@ -50,16 +62,13 @@ def get_domain_by_id(connection: psycopg.Connection, domain_id: uuid.UUID) -> Do
 
 
 def lock_domain_row(connection: psycopg.Connection, domain_id: uuid.UUID) -> DomainRecord | None:
-    """Lock a domain row so that concurrent writers of it queue behind this one.
+    """Select a domain FOR UPDATE, so that concurrent writers of it queue behind this one.
 
-    FOR NO KEY UPDATE still lets other transactions insert rows that reference the
-    domain (events, issuances) meanwhile: a worker that holds an issuance row and adds
-    an event must not wait here, or it deadlocks with a caller that waits for that
-    issuance in the one-in-flight index.
+    A transaction that also locks the domain's issuance locks the issuance first.
     """
     with connection.cursor(row_factory=class_row(DomainRecord)) as cursor:
         return cursor.execute(
-            _SELECT + " WHERE d.id = %s FOR NO KEY UPDATE OF d", (domain_id,)
+            _SELECT + " WHERE d.id = %s FOR UPDATE OF d", (domain_id,)
         ).fetchone()
 
 
@@ -81,10 +90,25 @@ def list_domains(connection: psycopg.Connection, *, app_ids: list[str] | None,
         ).fetchall()
 
 
+def list_force_https_domains(connection: psycopg.Connection) -> list[DomainRecord]:
+    """Return every domain whose Force HTTPS flag is on."""
+    with connection.cursor(row_factory=class_row(DomainRecord)) as cursor:
+        return cursor.execute(_SELECT + " WHERE d.force_https ORDER BY d.hostname").fetchall()
+
+
 def delete_domain(connection: psycopg.Connection, domain_id: uuid.UUID) -> None:
     """Delete a domain; its certificates, issuances and events go with it."""
     connection.execute("UPDATE domains SET certificate_id = NULL WHERE id = %s", (domain_id,))
     connection.execute("DELETE FROM domains WHERE id = %s", (domain_id,))
+
+
+def mark_issuing_unless_active(connection: psycopg.Connection, domain_id: uuid.UUID) -> None:
+    """Show a domain without a serving certificate as ISSUING and clear its last error."""
+    connection.execute(
+        "UPDATE domains SET status = 'ISSUING', last_error = '', updated_at = now() "
+        "WHERE id = %s AND status <> 'ACTIVE'",
+        (domain_id,),
+    )
 
 
 def update_domain(connection: psycopg.Connection, domain_id: uuid.UUID, **columns: object) -> None:

@@ -83,6 +83,17 @@ def delete_issuance(connection: psycopg.Connection, issuance_id: uuid.UUID) -> N
     connection.execute("DELETE FROM issuances WHERE id = %s", (issuance_id,))
 
 
+def lock_in_flight(connection: psycopg.Connection, domain_id: uuid.UUID) -> IssuanceRecord | None:
+    """Select a domain's unfinished issuance FOR UPDATE, or return None when there is none."""
+    with connection.cursor(row_factory=class_row(IssuanceRecord)) as cursor:
+        return cursor.execute(
+            f"""
+            SELECT {_COLUMNS} FROM issuances
+            WHERE domain_id = %s AND state NOT IN ('SUCCEEDED', 'FAILED') FOR UPDATE
+            """,
+            (domain_id,),
+        ).fetchone()
+
 
 def get_order_key(connection: psycopg.Connection, issuance_id: uuid.UUID) -> bytes | None:
     """Return the sealed private key of the issuance's current order, if one was stored."""

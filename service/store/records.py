@@ -23,6 +23,8 @@ class DomainRecord:
     # From the active certificate, when there is one.
     certificate_source: str | None = None
     certificate_not_after: datetime.datetime | None = None
+    platform: bool = False
+    """One label under CERTSVC_PLATFORM_DOMAIN, served by the platform certificate."""
     certificate_renew_after: datetime.datetime | None = None
 
 

@@ -26,15 +26,15 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x65rtsvc/v1/certsvc.proto\x12\ncertsvc.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x04\n\x06\x44omain\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x18\n\x10unicode_hostname\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.certsvc.v1.Domain.Status\x12\x13\n\x0b\x66orce_https\x18\x05 \x01(\x08\x12\x1d\n\x15\x66orce_https_effective\x18\x06 \x01(\x08\x12\x10\n\x08wildcard\x18\x07 \x01(\x08\x12\x39\n\x12\x63\x65rtificate_source\x18\x08 \x01(\x0e\x32\x1d.certsvc.v1.CertificateSource\x12\x39\n\x15\x63\x65rtificate_not_after\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\n \x01(\t\x12\x10\n\x08warnings\x18\x0b \x03(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07ISSUING\x10\x02\x12\n\n\x06\x41\x43TIVE\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\"\xa6\x03\n\x08Issuance\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.certsvc.v1.Issuance.State\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63\x65rtificate_id\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0e\n\nSELF_CHECK\x10\x02\x12\x0c\n\x08ORDERING\x10\x03\x12\x0e\n\nVALIDATING\x10\x04\x12\x0e\n\nFINALIZING\x10\x05\x12\r\n\tSUCCEEDED\x10\x06\x12\n\n\x06\x46\x41ILED\x10\x07\"\xfd\x02\n\x0b\x43\x65rtificate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\thostnames\x18\x02 \x03(\t\x12-\n\x06source\x18\x03 \x01(\x0e\x32\x1d.certsvc.v1.CertificateSource\x12\x11\n\tchain_pem\x18\x04 \x01(\t\x12\x17\n\x0fprivate_key_pem\x18\x05 \x01(\t\x12.\n\nnot_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06issuer\x18\x08 \x01(\t\x12\x15\n\rserial_number\x18\t \x01(\t\x12\x1a\n\x12sha256_fingerprint\x18\n \x01(\t\x12\x10\n\x08key_type\x18\x0b \x01(\t\x12\x10\n\x08warnings\x18\x0c \x03(\t\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x07HttpHop\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\"\x9c\x01\n\x0b\x44omainCheck\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0b\n\x03url\x18\x02 \x01(\t\x12!\n\x04hops\x18\x03 \x03(\x0b\x32\x13.certsvc.v1.HttpHop\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08warnings\x18\x05 \x03(\t\x12.\n\nchecked_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"k\n\x0b\x44omainEvent\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x13\n\x0bissuance_id\x18\x04 \x01(\t\"4\n\x10\x41\x64\x64\x44omainRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\"$\n\x10GetDomainRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\"K\n\x12ListDomainsRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x13ListDomainsResponse\x12#\n\x07\x64omains\x18\x01 \x03(\x0b\x32\x12.certsvc.v1.Domain\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x13RemoveDomainRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\"=\n\x14SetForceHttpsRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x13\n\x0b\x66orce_https\x18\x02 \x01(\x08\"&\n\x12\x43heckDomainRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\"-\n\x19RequestCertificateRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\" \n\x12GetIssuanceRequest\x12\n\n\x02id\x18\x01 \x01(\t\"x\n\x18UploadCertificateRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x02 \x01(\t\x12\x17\n\x0fprivate_key_pem\x18\x03 \x01(\t\x12\x12\n\npassphrase\x18\x04 \x01(\t\"F\n\x15GetCertificateRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x1b\n\x13include_private_key\x18\x02 \x01(\x08\"R\n\x17ListDomainEventsRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x18ListDomainEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.certsvc.v1.DomainEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*m\n\x11\x43\x65rtificateSource\x12\"\n\x1e\x43\x45RTIFICATE_SOURCE_UNSPECIFIED\x10\x00\x12\x08\n\x04NONE\x10\x01\x12\x10\n\x0cLETS_ENCRYPT\x10\x02\x12\n\n\x06\x43USTOM\x10\x03\x12\x0c\n\x08PLATFORM\x10\x04\x32\xd3\x06\n\x12\x43\x65rtificateService\x12=\n\tAddDomain\x12\x1c.certsvc.v1.AddDomainRequest\x1a\x12.certsvc.v1.Domain\x12=\n\tGetDomain\x12\x1c.certsvc.v1.GetDomainRequest\x1a\x12.certsvc.v1.Domain\x12N\n\x0bListDomains\x12\x1e.certsvc.v1.ListDomainsRequest\x1a\x1f.certsvc.v1.ListDomainsResponse\x12G\n\x0cRemoveDomain\x12\x1f.certsvc.v1.RemoveDomainRequest\x1a\x16.google.protobuf.Empty\x12\x45\n\rSetForceHttps\x12 .certsvc.v1.SetForceHttpsRequest\x1a\x12.certsvc.v1.Domain\x12\x46\n\x0b\x43heckDomain\x12\x1e.certsvc.v1.CheckDomainRequest\x1a\x17.certsvc.v1.DomainCheck\x12Q\n\x12RequestCertificate\x12%.certsvc.v1.RequestCertificateRequest\x1a\x14.certsvc.v1.Issuance\x12\x43\n\x0bGetIssuance\x12\x1e.certsvc.v1.GetIssuanceRequest\x1a\x14.certsvc.v1.Issuance\x12R\n\x11UploadCertificate\x12$.certsvc.v1.UploadCertificateRequest\x1a\x17.certsvc.v1.Certificate\x12L\n\x0eGetCertificate\x12!.certsvc.v1.GetCertificateRequest\x1a\x17.certsvc.v1.Certificate\x12]\n\x10ListDomainEvents\x12#.certsvc.v1.ListDomainEventsRequest\x1a$.certsvc.v1.ListDomainEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x65rtsvc/v1/certsvc.proto\x12\ncertsvc.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x04\n\x06\x44omain\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x18\n\x10unicode_hostname\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\x12)\n\x06status\x18\x04 \x01(\x0e\x32\x19.certsvc.v1.Domain.Status\x12\x13\n\x0b\x66orce_https\x18\x05 \x01(\x08\x12\x1d\n\x15\x66orce_https_effective\x18\x06 \x01(\x08\x12\x10\n\x08wildcard\x18\x07 \x01(\x08\x12\x39\n\x12\x63\x65rtificate_source\x18\x08 \x01(\x0e\x32\x1d.certsvc.v1.CertificateSource\x12\x39\n\x15\x63\x65rtificate_not_after\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\n \x01(\t\x12\x10\n\x08warnings\x18\x0b \x03(\t\x12.\n\ncreated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07PENDING\x10\x01\x12\x0b\n\x07ISSUING\x10\x02\x12\n\n\x06\x41\x43TIVE\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\"\xa6\x03\n\x08Issuance\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.certsvc.v1.Issuance.State\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x33\n\x0fnext_attempt_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63\x65rtificate_id\x18\x07 \x01(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x83\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0e\n\nSELF_CHECK\x10\x02\x12\x0c\n\x08ORDERING\x10\x03\x12\x0e\n\nVALIDATING\x10\x04\x12\x0e\n\nFINALIZING\x10\x05\x12\r\n\tSUCCEEDED\x10\x06\x12\n\n\x06\x46\x41ILED\x10\x07\"\xfd\x02\n\x0b\x43\x65rtificate\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\thostnames\x18\x02 \x03(\t\x12-\n\x06source\x18\x03 \x01(\x0e\x32\x1d.certsvc.v1.CertificateSource\x12\x11\n\tchain_pem\x18\x04 \x01(\t\x12\x17\n\x0fprivate_key_pem\x18\x05 \x01(\t\x12.\n\nnot_before\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06issuer\x18\x08 \x01(\t\x12\x15\n\rserial_number\x18\t \x01(\t\x12\x1a\n\x12sha256_fingerprint\x18\n \x01(\t\x12\x10\n\x08key_type\x18\x0b \x01(\t\x12\x10\n\x08warnings\x18\x0c \x03(\t\x12.\n\ncreated_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\x07HttpHop\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\xaf\x01\n\x0b\x44omainCheck\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0b\n\x03url\x18\x02 \x01(\t\x12!\n\x04hops\x18\x03 \x03(\x0b\x32\x13.certsvc.v1.HttpHop\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x10\n\x08warnings\x18\x05 \x03(\t\x12.\n\nchecked_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tfinal_url\x18\x07 \x01(\t\"k\n\x0b\x44omainEvent\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x13\n\x0bissuance_id\x18\x04 \x01(\t\"4\n\x10\x41\x64\x64\x44omainRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x02 \x01(\t\"$\n\x10GetDomainRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\"K\n\x12ListDomainsRequest\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"S\n\x13ListDomainsResponse\x12#\n\x07\x64omains\x18\x01 \x03(\x0b\x32\x12.certsvc.v1.Domain\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x13RemoveDomainRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\"=\n\x14SetForceHttpsRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x13\n\x0b\x66orce_https\x18\x02 \x01(\x08\"&\n\x12\x43heckDomainRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\"-\n\x19RequestCertificateRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\" \n\x12GetIssuanceRequest\x12\n\n\x02id\x18\x01 \x01(\t\"x\n\x18UploadCertificateRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x1d\n\x15\x63\x65rtificate_chain_pem\x18\x02 \x01(\t\x12\x17\n\x0fprivate_key_pem\x18\x03 \x01(\t\x12\x12\n\npassphrase\x18\x04 \x01(\t\"F\n\x15GetCertificateRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x1b\n\x13include_private_key\x18\x02 \x01(\x08\"R\n\x17ListDomainEventsRequest\x12\x10\n\x08hostname\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x18ListDomainEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.certsvc.v1.DomainEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*m\n\x11\x43\x65rtificateSource\x12\"\n\x1e\x43\x45RTIFICATE_SOURCE_UNSPECIFIED\x10\x00\x12\x08\n\x04NONE\x10\x01\x12\x10\n\x0cLETS_ENCRYPT\x10\x02\x12\n\n\x06\x43USTOM\x10\x03\x12\x0c\n\x08PLATFORM\x10\x04\x32\xd3\x06\n\x12\x43\x65rtificateService\x12=\n\tAddDomain\x12\x1c.certsvc.v1.AddDomainRequest\x1a\x12.certsvc.v1.Domain\x12=\n\tGetDomain\x12\x1c.certsvc.v1.GetDomainRequest\x1a\x12.certsvc.v1.Domain\x12N\n\x0bListDomains\x12\x1e.certsvc.v1.ListDomainsRequest\x1a\x1f.certsvc.v1.ListDomainsResponse\x12G\n\x0cRemoveDomain\x12\x1f.certsvc.v1.RemoveDomainRequest\x1a\x16.google.protobuf.Empty\x12\x45\n\rSetForceHttps\x12 .certsvc.v1.SetForceHttpsRequest\x1a\x12.certsvc.v1.Domain\x12\x46\n\x0b\x43heckDomain\x12\x1e.certsvc.v1.CheckDomainRequest\x1a\x17.certsvc.v1.DomainCheck\x12Q\n\x12RequestCertificate\x12%.certsvc.v1.RequestCertificateRequest\x1a\x14.certsvc.v1.Issuance\x12\x43\n\x0bGetIssuance\x12\x1e.certsvc.v1.GetIssuanceRequest\x1a\x14.certsvc.v1.Issuance\x12R\n\x11UploadCertificate\x12$.certsvc.v1.UploadCertificateRequest\x1a\x17.certsvc.v1.Certificate\x12L\n\x0eGetCertificate\x12!.certsvc.v1.GetCertificateRequest\x1a\x17.certsvc.v1.Certificate\x12]\n\x10ListDomainEvents\x12#.certsvc.v1.ListDomainEventsRequest\x1a$.certsvc.v1.ListDomainEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'certsvc.v1.certsvc_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CERTIFICATESOURCE']._serialized_start=2607
-  _globals['_CERTIFICATESOURCE']._serialized_end=2716
+  _globals['_CERTIFICATESOURCE']._serialized_start=2641
+  _globals['_CERTIFICATESOURCE']._serialized_end=2750
   _globals['_DOMAIN']._serialized_start=103
   _globals['_DOMAIN']._serialized_end=620
   _globals['_DOMAIN_STATUS']._serialized_start=538
@@ -46,37 +46,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CERTIFICATE']._serialized_start=1048
   _globals['_CERTIFICATE']._serialized_end=1429
   _globals['_HTTPHOP']._serialized_start=1431
-  _globals['_HTTPHOP']._serialized_end=1486
-  _globals['_DOMAINCHECK']._serialized_start=1489
-  _globals['_DOMAINCHECK']._serialized_end=1645
-  _globals['_DOMAINEVENT']._serialized_start=1647
-  _globals['_DOMAINEVENT']._serialized_end=1754
-  _globals['_ADDDOMAINREQUEST']._serialized_start=1756
-  _globals['_ADDDOMAINREQUEST']._serialized_end=1808
-  _globals['_GETDOMAINREQUEST']._serialized_start=1810
-  _globals['_GETDOMAINREQUEST']._serialized_end=1846
-  _globals['_LISTDOMAINSREQUEST']._serialized_start=1848
-  _globals['_LISTDOMAINSREQUEST']._serialized_end=1923
-  _globals['_LISTDOMAINSRESPONSE']._serialized_start=1925
-  _globals['_LISTDOMAINSRESPONSE']._serialized_end=2008
-  _globals['_REMOVEDOMAINREQUEST']._serialized_start=2010
-  _globals['_REMOVEDOMAINREQUEST']._serialized_end=2049
-  _globals['_SETFORCEHTTPSREQUEST']._serialized_start=2051
-  _globals['_SETFORCEHTTPSREQUEST']._serialized_end=2112
-  _globals['_CHECKDOMAINREQUEST']._serialized_start=2114
-  _globals['_CHECKDOMAINREQUEST']._serialized_end=2152
-  _globals['_REQUESTCERTIFICATEREQUEST']._serialized_start=2154
-  _globals['_REQUESTCERTIFICATEREQUEST']._serialized_end=2199
-  _globals['_GETISSUANCEREQUEST']._serialized_start=2201
-  _globals['_GETISSUANCEREQUEST']._serialized_end=2233
-  _globals['_UPLOADCERTIFICATEREQUEST']._serialized_start=2235
-  _globals['_UPLOADCERTIFICATEREQUEST']._serialized_end=2355
-  _globals['_GETCERTIFICATEREQUEST']._serialized_start=2357
-  _globals['_GETCERTIFICATEREQUEST']._serialized_end=2427
-  _globals['_LISTDOMAINEVENTSREQUEST']._serialized_start=2429
-  _globals['_LISTDOMAINEVENTSREQUEST']._serialized_end=2511
-  _globals['_LISTDOMAINEVENTSRESPONSE']._serialized_start=2513
-  _globals['_LISTDOMAINEVENTSRESPONSE']._serialized_end=2605
-  _globals['_CERTIFICATESERVICE']._serialized_start=2719
-  _globals['_CERTIFICATESERVICE']._serialized_end=3570
+  _globals['_HTTPHOP']._serialized_end=1501
+  _globals['_DOMAINCHECK']._serialized_start=1504
+  _globals['_DOMAINCHECK']._serialized_end=1679
+  _globals['_DOMAINEVENT']._serialized_start=1681
+  _globals['_DOMAINEVENT']._serialized_end=1788
+  _globals['_ADDDOMAINREQUEST']._serialized_start=1790
+  _globals['_ADDDOMAINREQUEST']._serialized_end=1842
+  _globals['_GETDOMAINREQUEST']._serialized_start=1844
+  _globals['_GETDOMAINREQUEST']._serialized_end=1880
+  _globals['_LISTDOMAINSREQUEST']._serialized_start=1882
+  _globals['_LISTDOMAINSREQUEST']._serialized_end=1957
+  _globals['_LISTDOMAINSRESPONSE']._serialized_start=1959
+  _globals['_LISTDOMAINSRESPONSE']._serialized_end=2042
+  _globals['_REMOVEDOMAINREQUEST']._serialized_start=2044
+  _globals['_REMOVEDOMAINREQUEST']._serialized_end=2083
+  _globals['_SETFORCEHTTPSREQUEST']._serialized_start=2085
+  _globals['_SETFORCEHTTPSREQUEST']._serialized_end=2146
+  _globals['_CHECKDOMAINREQUEST']._serialized_start=2148
+  _globals['_CHECKDOMAINREQUEST']._serialized_end=2186
+  _globals['_REQUESTCERTIFICATEREQUEST']._serialized_start=2188
+  _globals['_REQUESTCERTIFICATEREQUEST']._serialized_end=2233
+  _globals['_GETISSUANCEREQUEST']._serialized_start=2235
+  _globals['_GETISSUANCEREQUEST']._serialized_end=2267
+  _globals['_UPLOADCERTIFICATEREQUEST']._serialized_start=2269
+  _globals['_UPLOADCERTIFICATEREQUEST']._serialized_end=2389
+  _globals['_GETCERTIFICATEREQUEST']._serialized_start=2391
+  _globals['_GETCERTIFICATEREQUEST']._serialized_end=2461
+  _globals['_LISTDOMAINEVENTSREQUEST']._serialized_start=2463
+  _globals['_LISTDOMAINEVENTSREQUEST']._serialized_end=2545
+  _globals['_LISTDOMAINEVENTSRESPONSE']._serialized_start=2547
+  _globals['_LISTDOMAINEVENTSRESPONSE']._serialized_end=2639
+  _globals['_CERTIFICATESERVICE']._serialized_start=2753
+  _globals['_CERTIFICATESERVICE']._serialized_end=3604
 # @@protoc_insertion_point(module_scope)

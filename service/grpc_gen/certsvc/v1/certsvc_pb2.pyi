@@ -137,30 +137,34 @@ class Certificate(_message.Message):
     def __init__(self, id: _Optional[str] = ..., hostnames: _Optional[_Iterable[str]] = ..., source: _Optional[_Union[CertificateSource, str]] = ..., chain_pem: _Optional[str] = ..., private_key_pem: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., not_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., issuer: _Optional[str] = ..., serial_number: _Optional[str] = ..., sha256_fingerprint: _Optional[str] = ..., key_type: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class HttpHop(_message.Message):
-    __slots__ = ("url", "status", "address")
+    __slots__ = ("url", "status", "address", "error")
     URL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     url: str
     status: int
     address: str
-    def __init__(self, url: _Optional[str] = ..., status: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
+    error: str
+    def __init__(self, url: _Optional[str] = ..., status: _Optional[int] = ..., address: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
 
 class DomainCheck(_message.Message):
-    __slots__ = ("ok", "url", "hops", "message", "warnings", "checked_at")
+    __slots__ = ("ok", "url", "hops", "message", "warnings", "checked_at", "final_url")
     OK_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     HOPS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     CHECKED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINAL_URL_FIELD_NUMBER: _ClassVar[int]
     ok: bool
     url: str
     hops: _containers.RepeatedCompositeFieldContainer[HttpHop]
     message: str
     warnings: _containers.RepeatedScalarFieldContainer[str]
     checked_at: _timestamp_pb2.Timestamp
-    def __init__(self, ok: _Optional[bool] = ..., url: _Optional[str] = ..., hops: _Optional[_Iterable[_Union[HttpHop, _Mapping]]] = ..., message: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., checked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    final_url: str
+    def __init__(self, ok: _Optional[bool] = ..., url: _Optional[str] = ..., hops: _Optional[_Iterable[_Union[HttpHop, _Mapping]]] = ..., message: _Optional[str] = ..., warnings: _Optional[_Iterable[str]] = ..., checked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., final_url: _Optional[str] = ...) -> None: ...
 
 class DomainEvent(_message.Message):
     __slots__ = ("time", "type", "message", "issuance_id")

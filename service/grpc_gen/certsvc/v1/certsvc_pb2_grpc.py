@@ -124,14 +124,17 @@ class CertificateServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SetForceHttps(self, request, context):
-        """Turn the plain-HTTP to HTTPS redirect of a domain on or off.
+        """Turn the plain-HTTP to HTTPS redirect of a domain on or off. The redirect
+        is served only while the domain has a valid certificate; see
+        Domain.force_https_effective.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CheckDomain(self, request, context):
-        """Run the HTTP-01 self-check now and return what it saw.
+        """Run the HTTP-01 self-check and the CAA check now and return what they
+        found. A failed check is a normal answer (ok false), not an error status.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -47,9 +47,14 @@ class CertificateServiceStub:
     RemoveDomain: _grpc.UnaryUnaryMultiCallable[_certsvc_pb2.RemoveDomainRequest, _empty_pb2.Empty]
     """Remove a domain with its certificates, issuances, events and tokens."""
     SetForceHttps: _grpc.UnaryUnaryMultiCallable[_certsvc_pb2.SetForceHttpsRequest, _certsvc_pb2.Domain]
-    """Turn the plain-HTTP to HTTPS redirect of a domain on or off."""
+    """Turn the plain-HTTP to HTTPS redirect of a domain on or off. The redirect
+    is served only while the domain has a valid certificate; see
+    Domain.force_https_effective.
+    """
     CheckDomain: _grpc.UnaryUnaryMultiCallable[_certsvc_pb2.CheckDomainRequest, _certsvc_pb2.DomainCheck]
-    """Run the HTTP-01 self-check now and return what it saw."""
+    """Run the HTTP-01 self-check and the CAA check now and return what they
+    found. A failed check is a normal answer (ok false), not an error status.
+    """
     RequestCertificate: _grpc.UnaryUnaryMultiCallable[_certsvc_pb2.RequestCertificateRequest, _certsvc_pb2.Issuance]
     """Obtain a Let's Encrypt certificate for a domain, or renew it now. Returns
     the issuance in flight when there is one.
@@ -75,9 +80,14 @@ class CertificateServiceAsyncStub(CertificateServiceStub):
     RemoveDomain: _aio.UnaryUnaryMultiCallable[_certsvc_pb2.RemoveDomainRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Remove a domain with its certificates, issuances, events and tokens."""
     SetForceHttps: _aio.UnaryUnaryMultiCallable[_certsvc_pb2.SetForceHttpsRequest, _certsvc_pb2.Domain]  # type: ignore[assignment]
-    """Turn the plain-HTTP to HTTPS redirect of a domain on or off."""
+    """Turn the plain-HTTP to HTTPS redirect of a domain on or off. The redirect
+    is served only while the domain has a valid certificate; see
+    Domain.force_https_effective.
+    """
     CheckDomain: _aio.UnaryUnaryMultiCallable[_certsvc_pb2.CheckDomainRequest, _certsvc_pb2.DomainCheck]  # type: ignore[assignment]
-    """Run the HTTP-01 self-check now and return what it saw."""
+    """Run the HTTP-01 self-check and the CAA check now and return what they
+    found. A failed check is a normal answer (ok false), not an error status.
+    """
     RequestCertificate: _aio.UnaryUnaryMultiCallable[_certsvc_pb2.RequestCertificateRequest, _certsvc_pb2.Issuance]  # type: ignore[assignment]
     """Obtain a Let's Encrypt certificate for a domain, or renew it now. Returns
     the issuance in flight when there is one.
@@ -130,7 +140,10 @@ class CertificateServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _certsvc_pb2.SetForceHttpsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_certsvc_pb2.Domain, _abc.Awaitable[_certsvc_pb2.Domain]]:
-        """Turn the plain-HTTP to HTTPS redirect of a domain on or off."""
+        """Turn the plain-HTTP to HTTPS redirect of a domain on or off. The redirect
+        is served only while the domain has a valid certificate; see
+        Domain.force_https_effective.
+        """
 
     @_abc_1.abstractmethod
     def CheckDomain(
@@ -138,7 +151,9 @@ class CertificateServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _certsvc_pb2.CheckDomainRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_certsvc_pb2.DomainCheck, _abc.Awaitable[_certsvc_pb2.DomainCheck]]:
-        """Run the HTTP-01 self-check now and return what it saw."""
+        """Run the HTTP-01 self-check and the CAA check now and return what they
+        found. A failed check is a normal answer (ok false), not an error status.
+        """
 
     @_abc_1.abstractmethod
     def RequestCertificate(

@@ -1,0 +1,28 @@
+"""Graceful shutdown of the api on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+
+import grpc
+
+from devtools import stack
+from devtools.pebble import free_port
+from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
+from service.grpc_gen.certsvc.v1 import certsvc_pb2_grpc
+
+
+def test_api_exits_cleanly_on_sigterm(processes: stack.Processes) -> None:
+    port = free_port()
+    process = processes.start("api-shutdown", "api",
+                              extra_env={"CERTSVC_GRPC_ADDRESS": f"127.0.0.1:{port}"})
+    stack.wait_for_port("127.0.0.1", port, process=process)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        certsvc_pb2_grpc.CertificateServiceStub(channel).ListDomains(pb.ListDomainsRequest())
+
+    returncode = processes.stop("api-shutdown", sig=signal.SIGTERM)
+
+    assert returncode == 0
+    log = processes.log_text("api-shutdown")
+    assert "received SIGTERM; shutting down" in log
+    assert "api stopped" in log
