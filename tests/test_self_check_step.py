@@ -24,7 +24,8 @@ from service.store.certificates import NewCertificate
 from service.store.migrate import migrate
 from worker.context import WorkerContext
 from worker.issuer import IssuanceRunner
-from worker.self_check_step import SelfCheckResult
+from worker.self_check_step import SelfCheckResult, failure_reason
+from worker.selfcheck import CheckResult, Hop
 
 MESSAGE = ("self-check failed for {host}: GET http://{host}/.well-known/acme-challenge/"
            "_g_selfcheck_ returned 404; make sure your proxy passes "
@@ -108,3 +109,20 @@ def test_failed_self_check_retries_without_order(backends) -> None:
     assert _failures("status") - before == 1
     # No ACME session was opened: nothing talked to a CA.
     assert context._acme_session is None
+
+
+@pytest.mark.parametrize(("hops", "message", "reason"), [
+    ([], "self-check failed for a.example: a.example has no A or AAAA record", "dns"),
+    ([], "self-check failed for a.example: a CAA record forbids issuance", "caa"),
+    ([Hop("http://a.example/x", 0, "192.0.2.1", "connection refused")], "failed", "connection"),
+    ([Hop("http://a.example/x", 0, "192.0.2.1", "timed out after 15 s")], "failed", "timeout"),
+    ([Hop("http://a.example/x", 301, "192.0.2.1")], "redirect to an IP address", "redirect"),
+    ([Hop("http://a.example/x", 404, "192.0.2.1")], "returned 404", "status"),
+    ([Hop("http://a.example/x", 200, "192.0.2.1")], "returned another body", "body"),
+])
+def test_failure_reason_labels(hops: list[Hop], message: str, reason: str) -> None:
+    result = CheckResult(ok=False, url="http://a.example/x", final_url="", hops=hops,
+                         message=message, warnings=[],
+                         checked_at=datetime.datetime.now(datetime.timezone.utc))
+
+    assert failure_reason(result) == reason
