@@ -44,7 +44,7 @@ DUE_TOLERANCE = datetime.timedelta(seconds=1)
 
 
 class RateLimitReached(Exception):
-    """A new order would exceed a CA rate limit; carries when it will not."""
+    """A new order would exceed a CA rate limit; the delay says until when and why."""
 
     def __init__(self, delay: RateLimitDelay) -> None:
         super().__init__(delay.reason)
