@@ -7,6 +7,7 @@ import signal
 import uuid
 
 import pytest
+from prometheus_client import REGISTRY
 
 from service.backends import Backends
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
@@ -46,6 +47,7 @@ def test_sweep_renews_due_certificates_only(tmp_path) -> None:
         backends = Backends.connect(settings)
         context = SchedulerContext(settings, backends, "test-scheduler")
         try:
+            seven_days_before = _expiry_warnings("7")
             queued = renew_due_certificates(context)
             in_flight = dict(deployment.query(
                 "SELECT hostname, state FROM issuances WHERE state <> 'SUCCEEDED'"))
@@ -54,6 +56,7 @@ def test_sweep_renews_due_certificates_only(tmp_path) -> None:
             domain_during = deployment.stub.GetDomain(pb.GetDomainRequest(hostname=names["due"]))
             warned = warn_expiring_certificates(context)
             warned_again = warn_expiring_certificates(context)
+            seven_days_after = _expiry_warnings("7")
             upload_domain = deployment.stub.GetDomain(
                 pb.GetDomainRequest(hostname=names["upload"]))
 
@@ -83,6 +86,7 @@ def test_sweep_renews_due_certificates_only(tmp_path) -> None:
     assert serving_during.id == old["due"].id
     assert domain_during.status == pb.Domain.ACTIVE
     assert warned == 2
+    assert seven_days_after - seven_days_before == 1
     assert warned_again == 0
     assert "within 7 days" in warnings[names["upload"]]
     assert "does not renew uploaded certificates" in warnings[names["upload"]]
@@ -99,3 +103,7 @@ def test_sweep_renews_due_certificates_only(tmp_path) -> None:
     lifetime = not_after - not_before
     assert abs(renew_after - (not_before + lifetime * 2 / 3)) <= lifetime * 0.02 + \
         datetime.timedelta(seconds=1)
+
+
+def _expiry_warnings(days: str) -> float:
+    return REGISTRY.get_sample_value("certsvc_expiry_warnings_total", {"days": days}) or 0.0

@@ -6,6 +6,7 @@ that fails and runs an attempt in this process against real Postgres and Redis.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import uuid
@@ -126,3 +127,39 @@ def test_failure_reason_labels(hops: list[Hop], message: str, reason: str) -> No
                          checked_at=datetime.datetime.now(datetime.timezone.utc))
 
     assert failure_reason(result) == reason
+
+
+def test_last_attempt_fails_issuance(backends) -> None:
+    hostname = f"giveup-{uuid.uuid4().hex[:8]}.example.com"
+    domain, _ = _active_domain(backends, hostname)
+    settings = dataclasses.replace(backends.settings, retry_max_attempts=2)
+
+    def failing_check(name: str) -> SelfCheckResult:
+        return SelfCheckResult(ok=False, reason="dns", message=f"{name} has no A record")
+
+    context = WorkerContext(settings, backends=backends, self_check=failing_check)
+    issuance, _ = queue_issuance(backends, domain.id, "renewal started")
+    runner = IssuanceRunner(context)
+    runner.run(issuance.id, issuance.job_id)
+    with backends.database.transaction() as connection:
+        connection.execute("UPDATE issuances SET next_attempt_at = now() WHERE id = %s",
+                           (issuance.id,))
+    runner.run(issuance.id)
+
+    with backends.database.transaction() as connection:
+        state, attempt, error = connection.execute(
+            "SELECT state, attempt, error FROM issuances WHERE id = %s",
+            (issuance.id,)).fetchone()
+        events = [row[0] for row in connection.execute(
+            "SELECT type FROM events WHERE issuance_id = %s ORDER BY id", (issuance.id,))]
+        domain_after = domain_rows.get_domain(connection, hostname)
+    context.close()
+    assert state == "FAILED"
+    assert attempt == 2
+    assert error.startswith("gave up after 2 attempts")
+    assert f"{hostname} has no A record" in error
+    assert events[-1] == "ISSUANCE_FAILED"
+    assert events.count("ISSUANCE_RETRY_SCHEDULED") == 1
+    # The older certificate still serves the domain.
+    assert domain_after.status == "ACTIVE"
+    assert domain_after.last_error == error
