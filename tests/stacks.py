@@ -22,8 +22,6 @@ from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from service.grpc_gen.certsvc.v1 import certsvc_pb2_grpc
 from service.store.migrate import migrate
 
-FINAL_STATES = (pb.Issuance.SUCCEEDED, pb.Issuance.FAILED)
-
 
 class IsolatedStack:
     """A started deployment; its processes are named api, responder, worker-N, scheduler."""

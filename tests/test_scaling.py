@@ -10,7 +10,6 @@ import uuid
 
 import pytest
 
-from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from stacks import isolated_stack
 
 pytestmark = pytest.mark.pebble

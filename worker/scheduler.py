@@ -78,9 +78,6 @@ class Scheduler:
         for thread in self._threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
 
-    def wait(self) -> None:
-        self._stopping.wait()
-
     def run_once(self, task: PeriodicTask, connection: psycopg.Connection) -> bool:
         """Run a task now if no other scheduler runs it and its next run is due.
 
