@@ -1,9 +1,9 @@
 """The demo: issue a real certificate from a local Pebble through certsvc's gRPC api.
 
 Starts Pebble and pebble-challtestsrv on loopback, migrates a fresh database, starts
-`certsvc api`, `worker`, `responder` and `scheduler` in development mode, adds a
-domain, requests a certificate, waits for it and prints it. Stops what it started on
-exit, unless --keep-running is given.
+`certsvc api`, `worker`, `responder` and `scheduler` in development mode, with a fresh
+master key and an operator token of their own, adds a domain, requests a certificate,
+waits for it and prints it. Stops what it started on exit, unless --keep-running is given.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from cryptography import x509
 from cryptography.x509 import verification
 
 from devtools import stack
+from devtools.credentials import new_master_key, new_token, with_bearer_token, write_callers_file
 from devtools.pebble import LocalPebble, port_is_free
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from service.grpc_gen.certsvc.v1 import certsvc_pb2_grpc
 
 # The contract's default ports, so that the README's grpcurl calls work against the demo.
-API_ADDRESS = "127.0.0.1:50051"
+API_PORT = 50051
+API_ADDRESS = f"127.0.0.1:{API_PORT}"
 ACME_PORT = 14000
 PEBBLE_MANAGEMENT_PORT = 15000
 RESPONDER_PORT = 5002
@@ -54,7 +56,7 @@ def main() -> int:
                              "until Ctrl-C")
     arguments = parser.parse_args()
 
-    busy = [port for port in (50051, ACME_PORT, PEBBLE_MANAGEMENT_PORT, RESPONDER_PORT,
+    busy = [port for port in (API_PORT, ACME_PORT, PEBBLE_MANAGEMENT_PORT, RESPONDER_PORT,
                               DNS_PORT, CHALLTESTSRV_MANAGEMENT_PORT) if not port_is_free(port)]
     if busy:
         print(f"demo: ports {busy} on 127.0.0.1 are in use; stop what listens there (an "
@@ -73,6 +75,7 @@ def main() -> int:
         step(f"creating a fresh database {DATABASE_NAME} and migrating it")
         database_url = stack.create_database(DATABASE_NAME)
         stack.delete_redis_namespace(stack.REDIS_URL, REDIS_PREFIX)
+        token_file, credentials = write_credentials(workdir)
         environment = {
             "CERTSVC_DATABASE_URL": database_url,
             "CERTSVC_REDIS_URL": stack.REDIS_URL,
@@ -84,7 +87,10 @@ def main() -> int:
             "CERTSVC_ACME_CA_BUNDLE": str(pebble.ca_bundle),
             "CERTSVC_DNS_SERVER": pebble.dns_server,
             "CERTSVC_ALLOW_PRIVATE_TARGETS": "1",
+            # Development mode admits calls without credentials; calls that carry the
+            # operator token are authenticated as in production.
             "CERTSVC_DEV_INSECURE": "1",
+            **credentials,
         }
         processes = stack.Processes(environment, workdir / "logs")
         migrate = processes.start("migrate", "migrate")
@@ -96,11 +102,12 @@ def main() -> int:
         responder = processes.start("responder", "responder")
         processes.start("worker", "worker")
         processes.start("scheduler", "scheduler")
-        stack.wait_for_port("127.0.0.1", 50051, process=api)
+        stack.wait_for_port("127.0.0.1", API_PORT, process=api)
         stack.wait_for_port("127.0.0.1", RESPONDER_PORT, process=responder)
 
         with grpc.insecure_channel(API_ADDRESS) as channel:
-            certsvc = certsvc_pb2_grpc.CertificateServiceStub(channel)
+            certsvc = certsvc_pb2_grpc.CertificateServiceStub(
+                with_bearer_token(channel, token_file.read_text().strip()))
             step(f"AddDomain {arguments.hostname}")
             certsvc.AddDomain(pb.AddDomainRequest(hostname=arguments.hostname, app_id="demo-app"))
             step("RequestCertificate")
@@ -125,7 +132,10 @@ def main() -> int:
         print(f"  issued in    {elapsed:.2f} s (RequestCertificate to SUCCEEDED)")
         print()
         if arguments.keep_running:
-            step(f"running; try: .venv/bin/grpcurl -plaintext {API_ADDRESS} list   "
+            step(f"running; the operator token is in {token_file}; try:\n"
+                 f"  export CERTSVC_TOKEN=$(cat {token_file})\n"
+                 f"  .venv/bin/grpcurl -plaintext -H \"authorization: Bearer $CERTSVC_TOKEN\" "
+                 f"-d '{{}}' {API_ADDRESS} certsvc.v1.CertificateService/ListDomains\n"
                  "(Ctrl-C or SIGTERM stops)")
             while True:
                 time.sleep(3600)
@@ -138,6 +148,24 @@ def main() -> int:
             processes.stop_all()
         pebble.stop()
         print(f"demo: logs are in {workdir}", file=sys.stderr)
+
+
+def write_credentials(workdir: Path) -> tuple[Path, dict[str, str]]:
+    """Write a master key, an operator token and the callers file listing its hash.
+
+    Returns the token's file and the CERTSVC_* variables that point at the others.
+    """
+    master_key_file = workdir / "master.key"
+    master_key_file.write_text(new_master_key() + "\n")
+    master_key_file.chmod(0o600)
+    token = new_token()
+    token_file = workdir / "operator-token"
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    callers_file = write_callers_file(workdir / "callers.toml", [
+        {"name": "demo-operator", "apps": "*", "read_private_keys": True, "tokens": [token]}])
+    return token_file, {"CERTSVC_MASTER_KEY_FILE": str(master_key_file),
+                        "CERTSVC_API_TOKENS_FILE": str(callers_file)}
 
 
 def wait(certsvc: certsvc_pb2_grpc.CertificateServiceStub, issuance_id: str,

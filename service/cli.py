@@ -19,6 +19,7 @@ COMMANDS = {
     "responder": "run the HTTP-01 challenge responder",
     "scheduler": "run the periodic jobs",
     "migrate": "create or upgrade the database schema",
+    "rotate-master-key": "re-seal stored private keys under CERTSVC_MASTER_KEY",
     "platform-cert": "install the platform's wildcard certificate (--chain FILE --key FILE)",
 }
 
@@ -32,6 +33,54 @@ def _run_migrate(settings: Settings, argv: list[str]) -> None:
                 ", ".join(applied) or "none")
 
 
+def _run_rotate_master_key(settings: Settings, argv: list[str]) -> int:
+    from service.encryption import Keyring
+    from service.key_rotation import DEFAULT_BATCH_SIZE, count_by_key, rotate
+
+    parser = argparse.ArgumentParser(
+        prog="certsvc rotate-master-key",
+        description="Re-seal every stored private key that another master key sealed under "
+                    "CERTSVC_MASTER_KEY, opening it with a key from "
+                    "CERTSVC_PREVIOUS_MASTER_KEYS. Safe to interrupt and to run again.")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"rows read per query (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="only count the stored values per master key id")
+    arguments = parser.parse_args(argv)
+    if settings.master_key is None:
+        raise ConfigError("no master key: rotate-master-key needs the new key in "
+                          "CERTSVC_MASTER_KEY (or CERTSVC_MASTER_KEY_FILE) and the old ones in "
+                          "CERTSVC_PREVIOUS_MASTER_KEYS")
+    keyring = Keyring.from_settings(settings)
+    logger.info("current master key id=%s previous key ids=%s", keyring.primary_key_id,
+                ",".join(keyring.previous_key_ids) or "none")
+
+    if arguments.dry_run:
+        import psycopg
+
+        with psycopg.connect(settings.database_url) as connection:
+            counts = count_by_key(connection)
+        for sealed_key_id, count in sorted(counts.items()):
+            current = " (current)" if sealed_key_id == keyring.primary_key_id else ""
+            logger.info("values sealed under key id=%s%s: %d", sealed_key_id, current, count)
+        return 0
+
+    report = rotate(settings.database_url, keyring, batch_size=max(1, arguments.batch_size))
+    logger.info("re-sealed %d values under key id=%s", report.resealed, keyring.primary_key_id)
+    if report.failed:
+        logger.error("%d values could not be opened: %s. Add the master key that sealed them "
+                     "to CERTSVC_PREVIOUS_MASTER_KEYS and run again", len(report.failed),
+                     ", ".join(report.failed))
+        return 1
+    if report.remaining:
+        logger.error("values under other keys remain: %s. A process still seals with an old "
+                     "CERTSVC_MASTER_KEY; restart every process with the new key and run again",
+                     ", ".join(f"key id {key} ({count})"
+                               for key, count in sorted(report.remaining.items())))
+        return 1
+    logger.info("every stored value is sealed under key id=%s; the previous keys can be "
+                "removed from CERTSVC_PREVIOUS_MASTER_KEYS", keyring.primary_key_id)
+    return 0
 def _run_platform_cert(settings: Settings, argv: list[str]) -> None:
     from service.backends import connect_redis
     from service.encryption import Keyring
@@ -108,6 +157,7 @@ _HANDLERS = {
     "responder": _run_responder,
     "scheduler": _run_scheduler,
     "migrate": _run_migrate,
+    "rotate-master-key": _run_rotate_master_key,
     "platform-cert": _run_platform_cert,
 }
 
@@ -119,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         description="TLS certificates for custom domains. Configuration comes from CERTSVC_* "
                     "environment variables (see README.md).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="commands:\n" + "\n".join(f"  {name:<13} {text}"
+        epilog="commands:\n" + "\n".join(f"  {name:<18} {text}"
                                           for name, text in COMMANDS.items()),
     )
     parser.add_argument("command", choices=sorted(_HANDLERS), metavar="command")
@@ -133,14 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     try:
-        _HANDLERS[arguments.command](settings, arguments.arguments)
+        returncode = _HANDLERS[arguments.command](settings, arguments.arguments)
     except ConfigError as error:
         logger.error("configuration error: %s", error)
         return 2
     except Unavailable as error:
         logger.error("cannot start: %s", error)
         return 3
-    return 0
+    return returncode or 0
 
 
 if __name__ == "__main__":

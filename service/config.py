@@ -61,6 +61,9 @@ class Settings:
     """CERTSVC_TRUST_BUNDLE: PEM roots that uploaded chains must reach."""
     master_key: bytes | None = None
     """CERTSVC_MASTER_KEY (base64) or CERTSVC_MASTER_KEY_FILE: 32-byte key sealing private keys."""
+    previous_master_keys: tuple[bytes, ...] = ()
+    """CERTSVC_PREVIOUS_MASTER_KEYS (comma-separated base64) or CERTSVC_PREVIOUS_MASTER_KEYS_FILE
+    (one per line): older master keys that still open stored values but never seal new ones."""
     api_tokens_file: Path | None = None
     """CERTSVC_API_TOKENS_FILE: callers and their permissions."""
     tls_cert: Path | None = None
@@ -69,8 +72,19 @@ class Settings:
     """CERTSVC_TLS_KEY: PEM private key of the api's TLS listener."""
     tls_client_ca: Path | None = None
     """CERTSVC_TLS_CLIENT_CA: PEM roots for client certificates (mutual TLS)."""
+    open_reflection: bool = True
+    """CERTSVC_OPEN_REFLECTION: serve gRPC server reflection (the schema only) without credentials."""
     dev_insecure: bool = False
     """CERTSVC_DEV_INSECURE: development mode; never in production."""
+    responder_max_connections: int = 4096
+    """CERTSVC_RESPONDER_MAX_CONNECTIONS: open connections one responder process accepts."""
+    responder_max_connections_per_address: int = 128
+    """CERTSVC_RESPONDER_MAX_CONNECTIONS_PER_ADDRESS: open connections one responder process
+    accepts from one client IP address."""
+    responder_head_timeout_seconds: float = 10.0
+    """CERTSVC_RESPONDER_HEAD_TIMEOUT_SECONDS: time a client has to send a complete request head."""
+    responder_idle_timeout_seconds: float = 30.0
+    """CERTSVC_RESPONDER_IDLE_TIMEOUT_SECONDS: time a kept-alive connection may stay idle."""
     log_level: str = "INFO"
     """CERTSVC_LOG_LEVEL: level of the root logger (DEBUG, INFO, WARNING, ERROR)."""
     check_deadline_seconds: float = 15.0
@@ -116,11 +130,22 @@ class Settings:
             platform_domain=env.platform_domain("CERTSVC_PLATFORM_DOMAIN"),
             trust_bundle=env.file("CERTSVC_TRUST_BUNDLE"),
             master_key=env.master_key(),
+            previous_master_keys=env.previous_master_keys(),
             api_tokens_file=env.file("CERTSVC_API_TOKENS_FILE"),
             tls_cert=env.file("CERTSVC_TLS_CERT"),
             tls_key=env.file("CERTSVC_TLS_KEY"),
             tls_client_ca=env.file("CERTSVC_TLS_CLIENT_CA"),
+            open_reflection=env.flag("CERTSVC_OPEN_REFLECTION", default=True),
             dev_insecure=env.flag("CERTSVC_DEV_INSECURE"),
+            responder_max_connections=env.count("CERTSVC_RESPONDER_MAX_CONNECTIONS",
+                                                cls.responder_max_connections),
+            responder_max_connections_per_address=env.count(
+                "CERTSVC_RESPONDER_MAX_CONNECTIONS_PER_ADDRESS",
+                cls.responder_max_connections_per_address),
+            responder_head_timeout_seconds=env.seconds("CERTSVC_RESPONDER_HEAD_TIMEOUT_SECONDS",
+                                                       cls.responder_head_timeout_seconds),
+            responder_idle_timeout_seconds=env.seconds("CERTSVC_RESPONDER_IDLE_TIMEOUT_SECONDS",
+                                                       cls.responder_idle_timeout_seconds),
             log_level=env.choice("CERTSVC_LOG_LEVEL", cls.log_level,
                                  ("DEBUG", "INFO", "WARNING", "ERROR")),
             check_deadline_seconds=env.seconds("CERTSVC_CHECK_DEADLINE_SECONDS",
@@ -155,13 +180,23 @@ class _Environment:
         value = self._environ.get(name, "")
         return value if value != "" else default
 
-    def flag(self, name: str) -> bool:
+    def flag(self, name: str, default: bool = False) -> bool:
         value = self._environ.get(name, "").strip().lower()
+        if value == "":
+            return default
         if value in self._TRUE:
             return True
         if value in self._FALSE:
             return False
         raise ConfigError(f"{name}={value!r} is not a boolean; use 1 or 0")
+
+    def count(self, name: str, default: int) -> int:
+        value = self._environ.get(name, "").strip()
+        if value == "":
+            return default
+        if not value.isdigit() or int(value) < 1:
+            raise ConfigError(f"{name}={value!r} is not a positive whole number")
+        return int(value)
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         value = self.text(name, default).upper()
@@ -265,6 +300,21 @@ class _Environment:
         if not encoded:
             return None
         return decode_master_key(encoded, source)
+
+    def previous_master_keys(self) -> tuple[bytes, ...]:
+        listed = self._environ.get("CERTSVC_PREVIOUS_MASTER_KEYS", "").strip()
+        key_file = self.file("CERTSVC_PREVIOUS_MASTER_KEYS_FILE")
+        if listed and key_file:
+            raise ConfigError(
+                "set CERTSVC_PREVIOUS_MASTER_KEYS or CERTSVC_PREVIOUS_MASTER_KEYS_FILE, not both")
+        if key_file:
+            entries = key_file.read_text().split()
+            source = f"CERTSVC_PREVIOUS_MASTER_KEYS_FILE ({key_file})"
+        else:
+            entries = [entry.strip() for entry in listed.split(",") if entry.strip()]
+            source = "CERTSVC_PREVIOUS_MASTER_KEYS"
+        return tuple(decode_master_key(entry, f"entry {number} of {source}")
+                     for number, entry in enumerate(entries, start=1))
 
 
 def decode_master_key(encoded: str, source: str) -> bytes:

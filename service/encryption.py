@@ -44,15 +44,17 @@ class Keyring:
     def __init__(self, primary: bytes, previous: tuple[bytes, ...] = ()) -> None:
         self._primary_id = key_id(primary)
         self._ciphers = {key_id(key): AESGCM(key) for key in (*previous, primary)}
+        self.previous_key_ids = tuple(key_id(key).hex() for key in previous
+                                      if key_id(key) != self._primary_id)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Keyring:
         """Build the keyring, raising ConfigError when no master key is configured."""
         if settings.master_key is not None:
-            return cls(settings.master_key)
+            return cls(settings.master_key, settings.previous_master_keys)
         if settings.dev_insecure:
             logger.warning("sealing private keys with the development master key")
-            return cls(DEVELOPMENT_MASTER_KEY)
+            return cls(DEVELOPMENT_MASTER_KEY, settings.previous_master_keys)
         raise ConfigError(
             "no master key: set CERTSVC_MASTER_KEY to 32 random bytes in base64 (or "
             "CERTSVC_MASTER_KEY_FILE to a file containing it), or set CERTSVC_DEV_INSECURE=1 "
@@ -62,6 +64,10 @@ class Keyring:
     @property
     def primary_key_id(self) -> str:
         return self._primary_id.hex()
+
+    @property
+    def primary_key_id_bytes(self) -> bytes:
+        return self._primary_id
 
     def seal(self, plaintext: bytes, associated_data: bytes) -> bytes:
         """Encrypt plaintext under the primary key, bound to associated_data."""

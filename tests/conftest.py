@@ -1,8 +1,17 @@
 """Shared fixtures: a database and a Redis namespace per test run, a local Pebble, and
-certsvc's processes started for real."""
+certsvc's processes started for real.
+
+The shared api (api_address, channel, stub) requires credentials: stub and channel
+send OPERATOR_TOKEN. Processes that tests start on their own with `processes.start`
+inherit base_environment, which keeps development mode on, so a plain insecure
+channel reaches them. Every process seals keys under MASTER_KEY, and every process
+log lands under the run's temporary folder, which is scanned for secrets at the end.
+"""
 
 from __future__ import annotations
 
+import base64
+import logging
 import os
 import time
 import uuid
@@ -12,13 +21,42 @@ from pathlib import Path
 import grpc
 import pytest
 
+import leak_scan
 from devtools import stack
+from devtools.credentials import new_master_key, new_token, with_bearer_token, write_callers_file
 from devtools.pebble import LocalPebble, free_port
 from service.backends import Backends
 from service.config import Settings
+from service.encryption import Keyring
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from service.grpc_gen.certsvc.v1 import certsvc_pb2_grpc
 from service.store.migrate import migrate
+
+# The operator principal of the shared api: every app, private keys included.
+OPERATOR_TOKEN = new_token()
+MASTER_KEY = new_master_key()
+leak_scan.watch("the shared api's operator token", OPERATOR_TOKEN)
+leak_scan.watch("the test run's master key", MASTER_KEY)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secrets_in_logs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Fail the run if any log of it contains a private key, token or key authorization.
+
+    The test process's own log records go to a file scanned with the others. This
+    fixture is set up first and torn down last, after every process has stopped and
+    the database fixture has registered the keys it stored.
+    """
+    root = tmp_path_factory.getbasetemp()
+    handler = logging.FileHandler(root / "pytest-process.log")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    yield
+    logging.getLogger().removeHandler(handler)
+    handler.close()
+    leaks = leak_scan.find_leaks(leak_scan.log_files(root), leak_scan.watched)
+    assert leaks == [], "secrets in the test run's logs:\n" + "\n".join(leaks)
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +66,8 @@ def database_url() -> Iterator[str]:
     url = stack.create_database(name)
     migrate(url)
     yield url
+    # Register the keys stored during the run, so the log scan looks for them too.
+    leak_scan.watch_stored_keys(url, Keyring(base64.b64decode(MASTER_KEY)))
     stack.drop_database(name)
 
 
@@ -48,7 +88,17 @@ def pebble(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPebble]:
 
 
 @pytest.fixture(scope="session")
-def base_environment(database_url: str, redis_prefix: str, pebble: LocalPebble) -> dict[str, str]:
+def callers_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared api's CERTSVC_API_TOKENS_FILE: one operator with OPERATOR_TOKEN."""
+    return write_callers_file(tmp_path_factory.mktemp("callers") / "callers.toml", [
+        {"name": "test-operator", "apps": "*", "read_private_keys": True,
+         "tokens": [OPERATOR_TOKEN]},
+    ])
+
+
+@pytest.fixture(scope="session")
+def base_environment(database_url: str, redis_prefix: str, pebble: LocalPebble,
+                     callers_file: Path) -> dict[str, str]:
     """CERTSVC_* variables shared by the test run's processes."""
     return {
         "CERTSVC_DATABASE_URL": database_url,
@@ -60,6 +110,8 @@ def base_environment(database_url: str, redis_prefix: str, pebble: LocalPebble) 
         "CERTSVC_CHALLENGE_PORT": str(pebble.http_port),
         "CERTSVC_DNS_SERVER": pebble.dns_server,
         "CERTSVC_ALLOW_PRIVATE_TARGETS": "1",
+        "CERTSVC_MASTER_KEY": MASTER_KEY,
+        "CERTSVC_API_TOKENS_FILE": str(callers_file),
         "CERTSVC_DEV_INSECURE": "1",
         "CERTSVC_LOG_LEVEL": "DEBUG",
         # Short retry and recovery times, so that tests of failures finish in seconds.
@@ -91,19 +143,21 @@ def processes(base_environment: dict[str, str],
 
 @pytest.fixture(scope="session")
 def api_address(processes: stack.Processes) -> str:
-    """Address of a `certsvc api` process of this test run."""
+    """Address of the shared `certsvc api` process, which requires credentials."""
     port = free_port()
     address = f"127.0.0.1:{port}"
-    process = processes.start("api", "api", extra_env={"CERTSVC_GRPC_ADDRESS": address})
+    process = processes.start("api", "api", extra_env={"CERTSVC_GRPC_ADDRESS": address,
+                                                       "CERTSVC_DEV_INSECURE": "0"})
     stack.wait_for_port("127.0.0.1", port, process=process)
     return address
 
 
 @pytest.fixture(scope="session")
 def channel(api_address: str) -> Iterator[grpc.Channel]:
+    """A channel to the shared api whose calls carry OPERATOR_TOKEN."""
     with grpc.insecure_channel(api_address) as opened:
         grpc.channel_ready_future(opened).result(timeout=10)
-        yield opened
+        yield with_bearer_token(opened, OPERATOR_TOKEN)
 
 
 @pytest.fixture(scope="session")

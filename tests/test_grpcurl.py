@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import unique_hostname
+from conftest import OPERATOR_TOKEN, unique_hostname
 
 
-def _grpcurl(*arguments: str) -> subprocess.CompletedProcess:
+def _grpcurl(*arguments: str, token: str | None = OPERATOR_TOKEN) -> subprocess.CompletedProcess:
+    """Run grpcurl against the shared api, sending the operator's token unless token is None."""
     binary = shutil.which("grpcurl") or str(Path(sys.executable).with_name("grpcurl"))
-    return subprocess.run([binary, "-plaintext", *arguments], capture_output=True, text=True,
-                          timeout=60)
+    header = ["-H", f"authorization: Bearer {token}"] if token else []
+    return subprocess.run([binary, "-plaintext", *header, *arguments], capture_output=True,
+                          text=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def address(api_address: str) -> str:
 
 
 def test_list_shows_service(address: str) -> None:
-    result = _grpcurl(address, "list")
+    result = _grpcurl(address, "list", token=None)
 
     assert result.returncode == 0, result.stderr
     services = result.stdout.split()
@@ -34,7 +36,7 @@ def test_list_shows_service(address: str) -> None:
 
 
 def test_describe_shows_rpcs(address: str) -> None:
-    result = _grpcurl(address, "describe", "certsvc.v1.CertificateService")
+    result = _grpcurl(address, "describe", "certsvc.v1.CertificateService", token=None)
 
     assert result.returncode == 0, result.stderr
     for rpc in ("AddDomain", "RequestCertificate", "GetCertificate", "ListDomainEvents"):
@@ -62,3 +64,14 @@ def test_error_shows_code_and_message(address: str) -> None:
     assert result.returncode != 0
     assert "InvalidArgument" in result.stderr
     assert "host name only" in result.stderr
+
+
+def test_call_without_token_unauthenticated(address: str) -> None:
+    request = json.dumps({"hostname": unique_hostname("grpcurl")})
+
+    result = _grpcurl("-d", request, address, "certsvc.v1.CertificateService/GetDomain",
+                      token=None)
+
+    assert result.returncode != 0
+    assert "Unauthenticated" in result.stderr
+    assert "authorization" in result.stderr

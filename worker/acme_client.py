@@ -219,10 +219,6 @@ def _verify_setting(settings: Settings) -> bool | str:
     return _combined_bundles[extra]
 
 
-def _account_key_associated_data(account_id: uuid.UUID) -> bytes:
-    return f"certsvc/acme-account-key/{account_id}".encode()
-
-
 def _load_or_register(settings: Settings, backends: Backends, network: AcmeNetwork,
                       client: acme_client.ClientV2) -> tuple[uuid.UUID, josepy.JWK, str]:
     directory_url = settings.acme_directory_url
@@ -236,7 +232,7 @@ def _load_or_register(settings: Settings, backends: Backends, network: AcmeNetwo
             if record is None:
                 record = _register(settings, backends, network, client, connection)
     key_der = backends.keyring.unseal(record.private_key_sealed,
-                                      _account_key_associated_data(record.id))
+                                      account_rows.account_key_associated_data(record.id))
     private_key = serialization.load_der_private_key(key_der, password=None)
     return record.id, josepy.JWKEC(key=private_key), record.account_url
 
@@ -256,7 +252,8 @@ def _register(settings: Settings, backends: Backends, network: AcmeNetwork,
     record = account_rows.insert_account(
         connection, account_id=account_id, directory_url=settings.acme_directory_url,
         account_url=account.uri,
-        private_key_sealed=backends.keyring.seal(key_der, _account_key_associated_data(account_id)),
+        private_key_sealed=backends.keyring.seal(
+            key_der, account_rows.account_key_associated_data(account_id)),
         contact=settings.acme_email,
     )
     logger.info("registered ACME account account_id=%s directory=%s", account_id,

@@ -52,7 +52,12 @@ class RateLimitReached(Exception):
 
 
 def order_key_associated_data(issuance_id: uuid.UUID) -> bytes:
-    """Associated data that binds a sealed order key to its issuance row."""
+    """Associated data that binds a sealed order key to its issuance row.
+
+    NOTE: `certsvc rotate-master-key` does not re-seal issuances.order_key_sealed. A key
+    sealed under a master key that was since removed cannot be opened, and the next
+    attempt places a new order instead of resuming the old one.
+    """
     return f"certsvc/order-key/issuance/{issuance_id}".encode()
 
 

@@ -13,9 +13,10 @@ from grpc_reflection.v1alpha import reflection
 
 from service import force_https
 from service.api.auth import Authenticator
+from service.api.guard import CallGuard
 from service.api.servicer import CertificateServicer
 from service.backends import Backends
-from service.config import DEV_INSECURE_WARNING, Settings
+from service.config import DEV_INSECURE_WARNING, ConfigError, Settings
 from service.grpc_gen.certsvc.v1 import certsvc_pb2, certsvc_pb2_grpc
 from service.metrics import start_metrics_server
 from service.trust_bundle import load_trust_anchors
@@ -25,7 +26,12 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = certsvc_pb2.DESCRIPTOR.services_by_name["CertificateService"].full_name
 # Calls in progress get this long to finish after SIGTERM.
 SHUTDOWN_GRACE_SECONDS = 10.0
+# The transport refuses larger messages with RESOURCE_EXHAUSTED; requests between
+# service.api.limits.MAX_REQUEST_BYTES and this get INVALID_ARGUMENT.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# The same for metadata: above this the transport refuses the call, and above
+# service.api.limits.MAX_METADATA_BYTES the guard does.
+MAX_TRANSPORT_METADATA_BYTES = 64 * 1024
 RPC_THREADS = 32
 
 
@@ -33,10 +39,11 @@ class ApiServer:
     """A started gRPC server with its health servicer, listening on port."""
 
     def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer,
-                 port: int) -> None:
+                 port: int, authenticator: Authenticator) -> None:
         self.server = server
         self.health = health_servicer
         self.port = port
+        self.authenticator = authenticator
 
     def stop(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
         """Report NOT_SERVING, then stop taking calls and let running ones finish."""
@@ -45,17 +52,26 @@ class ApiServer:
 
 
 def create_server(settings: Settings, backends: Backends, address: str | None = None) -> ApiServer:
-    """Build and start the server on address (port 0 picks a free port)."""
+    """Build and start the server on address (port 0 picks a free port).
+
+    Raises ConfigError when the credentials settings are incomplete or admit nobody.
+    """
+    authenticator = Authenticator(settings)
+    authenticator.check_usable(settings)
+    credentials = server_credentials(settings)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=RPC_THREADS, thread_name_prefix="rpc"),
+        interceptors=[CallGuard(authenticator, open_reflection=settings.open_reflection)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_metadata_size", MAX_TRANSPORT_METADATA_BYTES),
+            ("grpc.absolute_max_metadata_size", MAX_TRANSPORT_METADATA_BYTES),
             ("grpc.so_reuseport", 0),
         ],
     )
     certsvc_pb2_grpc.add_CertificateServiceServicer_to_server(
-        CertificateServicer(backends, Authenticator(settings)), server)
+        CertificateServicer(backends, authenticator), server)
 
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -63,25 +79,60 @@ def create_server(settings: Settings, backends: Backends, address: str | None = 
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
     address = address or settings.grpc_address
-    port = server.add_insecure_port(address)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"cannot listen on {address}; is another process using the port?")
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return ApiServer(server, health_servicer, port)
+    return ApiServer(server, health_servicer, port, authenticator)
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """Return TLS credentials from CERTSVC_TLS_*, or None for plaintext."""
+    if settings.tls_cert is None and settings.tls_key is None:
+        if settings.tls_client_ca is not None:
+            raise ConfigError("CERTSVC_TLS_CLIENT_CA needs CERTSVC_TLS_CERT and CERTSVC_TLS_KEY: "
+                              "mutual TLS runs on top of the api's own TLS certificate")
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise ConfigError("set both CERTSVC_TLS_CERT and CERTSVC_TLS_KEY, or neither")
+    client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
+    # With a client CA every connection must present a certificate that it signed.
+    return grpc.ssl_server_credentials(
+        [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
+        root_certificates=client_ca, require_client_auth=client_ca is not None)
+
+
+def log_security_warnings(settings: Settings, authenticator: Authenticator) -> None:
+    """Log at start-up how callers authenticate and what is weaker than it should be."""
+    if settings.dev_insecure:
+        logger.warning(DEV_INSECURE_WARNING)
+    tls = settings.tls_cert is not None
+    if authenticator.registry.by_token_sha256 and not tls:
+        logger.warning("bearer tokens are accepted over plaintext gRPC: anyone who can watch "
+                       "the network can copy them. Keep the api inside a private network, or "
+                       "set CERTSVC_TLS_CERT and CERTSVC_TLS_KEY to encrypt calls")
+    logger.info("api credentials tls=%s mutual_tls=%s token_principals=%d "
+                "certificate_principals=%d open_reflection=%s", tls,
+                settings.tls_client_ca is not None,
+                len(set(authenticator.registry.by_token_sha256.values())),
+                len(set(authenticator.registry.by_certificate_name.values())),
+                settings.open_reflection)
 
 
 def serve(settings: Settings) -> None:
     """Run the api until SIGTERM or SIGINT, then shut down gracefully."""
-    if settings.dev_insecure:
-        logger.warning(DEV_INSECURE_WARNING)
     load_trust_anchors(settings.trust_bundle)  # a bad CERTSVC_TRUST_BUNDLE stops the start
     backends = Backends.connect(settings)
     start_metrics_server(settings, "api", backends)
     # Redis may have lost the mirror (a restart, an eviction); Postgres has the truth.
     force_https.rebuild_mirror_quietly(backends.database, backends.redis, backends.keys)
     api = create_server(settings, backends)
+    log_security_warnings(settings, api.authenticator)
     logger.info("api listening address=%s port=%d", settings.grpc_address, api.port)
 
     stopping = threading.Event()

@@ -14,6 +14,7 @@ from google.protobuf import empty_pb2
 from service import certificates, domain_check, domains, events, force_https, issuance, uploads
 from service.api import messages
 from service.api.auth import Authenticator
+from service.api.guard import current_caller
 from service.api.status import status_code, to_grpc_status
 from service.backends import Backends
 from service.callers import Caller
@@ -27,12 +28,16 @@ Response = TypeVar("Response")
 
 
 def rpc(method: Callable[..., Response]) -> Callable[..., Response]:
-    """Authenticate the caller, run the method, and turn errors into gRPC statuses."""
+    """Run the method for the caller that the guard admitted; turn errors into gRPC statuses.
+
+    Outside the guard (a server built without service.api.guard.CallGuard) the
+    decorator authenticates the call itself.
+    """
 
     @functools.wraps(method)
     def wrapper(self: CertificateServicer, request: Any, context: grpc.ServicerContext) -> Response:
         try:
-            caller = self.authenticator.authenticate(context)
+            caller = current_caller() or self.authenticator.authenticate(context)
             return method(self, request, caller)
         except CertsvcError as error:
             code = status_code(error)

@@ -7,10 +7,18 @@ GET or HEAD, no body, bounded request line and headers.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 MAX_REQUEST_LINE_BYTES = 4096
 MAX_HEAD_BYTES = 16384
 MAX_HEADER_COUNT = 100
+
+# A request target in origin form: visible ASCII only, so nothing in it can end a header
+# line when the target is echoed into a redirect's Location.
+_TARGET = re.compile(r"/[!-~]*")
+# A Host header: a DNS name (letters, digits, hyphens, dots) or a bracketed IPv6
+# literal, then an optional port.
+_HOST = re.compile(r"(?P<name>[a-z0-9.-]{1,254}|\[[0-9a-f:.]{2,45}\])(?::[0-9]{1,5})?")
 
 _REASONS = {
     200: "OK", 308: "Permanent Redirect", 400: "Bad Request", 404: "Not Found",
@@ -70,10 +78,11 @@ def parse_head(head: bytes) -> Request:
         target = target_bytes.decode("ascii")
     except UnicodeDecodeError:
         raise BadRequest(400, "non-ASCII request line") from None
-    if not target.startswith("/"):
-        raise BadRequest(400, "request target must be a path")
+    if not _TARGET.fullmatch(target):
+        raise BadRequest(400, "the request target must be a path of visible ASCII characters")
 
     host = ""
+    seen_host = False
     connection = b""
     for line in lines[1:]:
         name, separator, value = line.partition(b":")
@@ -81,8 +90,9 @@ def parse_head(head: bytes) -> Request:
             raise BadRequest(400, "malformed header")
         lowered = name.lower()
         if lowered == b"host":
-            if host:
+            if seen_host:
                 raise BadRequest(400, "more than one Host header")
+            seen_host = True
             host = _normal_host(value.strip())
         elif lowered == b"connection":
             connection = value.strip().lower()
@@ -90,6 +100,9 @@ def parse_head(head: bytes) -> Request:
             if lowered == b"transfer-encoding" or value.strip() != b"0":
                 raise BadRequest(400, "a request body is not accepted")
     if version == b"HTTP/1.1":
+        # RFC 9112 section 3.2: an HTTP/1.1 request without Host is answered with 400.
+        if not seen_host:
+            raise BadRequest(400, "missing Host header")
         keep_alive = connection != b"close"
     else:
         keep_alive = connection == b"keep-alive"
@@ -98,13 +111,15 @@ def parse_head(head: bytes) -> Request:
 
 
 def _normal_host(value: bytes) -> str:
+    """Return the host part of a Host header, lowercase, without port and trailing dot."""
     try:
         host = value.decode("ascii").lower()
     except UnicodeDecodeError:
         raise BadRequest(400, "non-ASCII Host header") from None
-    if host.startswith("["):
-        return host.split("]", 1)[0] + "]"
-    return host.rsplit(":", 1)[0].rstrip(".") if ":" in host else host.rstrip(".")
+    match = _HOST.fullmatch(host)
+    if match is None:
+        raise BadRequest(400, "invalid Host header")
+    return match.group("name").rstrip(".")
 
 
 def response(status: int, body: bytes = b"", *, head_only: bool = False, keep_alive: bool = True,

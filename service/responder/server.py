@@ -10,8 +10,10 @@ import asyncio
 import logging
 import os
 import re
+import resource
 import signal
 import socket
+import time
 
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
@@ -28,11 +30,8 @@ HEALTH_PATH = "/.well-known/certsvc/health"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 # Sized for bursts: the CA sends several requests per challenge at once.
 LISTEN_BACKLOG = 4096
-# A client has this long to send a complete request head, and a kept-alive connection
-# may sit idle this long.
-HEAD_TIMEOUT_SECONDS = 10.0
-IDLE_TIMEOUT_SECONDS = 30.0
 REDIS_TIMEOUT_SECONDS = 2.0
+REJECTION_LOG_INTERVAL_SECONDS = 10.0
 
 
 class Responder:
@@ -93,28 +92,119 @@ class Responder:
                              keep_alive=request.keep_alive)
 
 
-class ResponderProtocol(asyncio.Protocol):
-    """One client connection: read a request head, answer it, repeat while kept alive."""
+class ConnectionLimits:
+    """Open connections of one responder process, in total and per client address."""
 
-    def __init__(self, responder: Responder) -> None:
+    def __init__(self, maximum: int, per_address: int) -> None:
+        self.maximum = maximum
+        self.per_address = per_address
+        self.total = 0
+        self.by_address: dict[str, int] = {}
+        self.rejected = 0
+        self._last_report = 0.0
+
+    def admit(self, address: str) -> bool:
+        """Count a new connection from address, unless a limit is reached."""
+        count = self.by_address.get(address, 0)
+        if self.total >= self.maximum or count >= self.per_address:
+            self._report_rejection(address)
+            return False
+        self.total += 1
+        self.by_address[address] = count + 1
+        return True
+
+    def release(self, address: str) -> None:
+        self.total -= 1
+        count = self.by_address[address] - 1
+        if count:
+            self.by_address[address] = count
+        else:
+            del self.by_address[address]
+
+    def _report_rejection(self, address: str) -> None:
+        # A flood rejects thousands of connections; log the count every few seconds.
+        self.rejected += 1
+        now = time.monotonic()
+        if now - self._last_report >= REJECTION_LOG_INTERVAL_SECONDS:
+            logger.warning("rejecting connections over the limit address=%s open=%d "
+                           "open_from_address=%d rejected_since_last_report=%d", address,
+                           self.total, self.by_address.get(address, 0), self.rejected)
+            self.rejected = 0
+            self._last_report = now
+
+
+class ResponderProtocol(asyncio.Protocol):
+    """One client connection: read a request head, answer it, repeat while kept alive.
+
+    Each connection has one timer: the head timeout from a request's first byte, the
+    idle timeout between requests. While a response waits for the client to read
+    it, no further request of the connection is read or answered.
+    """
+
+    def __init__(self, responder: Responder, limits: ConnectionLimits, *,
+                 head_timeout: float, idle_timeout: float) -> None:
         self.responder = responder
+        self.limits = limits
+        self.head_timeout = head_timeout
+        self.idle_timeout = idle_timeout
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
+        self.address: str | None = None
         self.busy = False
+        self.writing_paused = False
         self.timer: asyncio.TimerHandle | None = None
+        self.idle = False
+        """Whether the timer is the idle timeout (else the head timeout)."""
+        self.eof = False
+        """Whether the client has finished sending; buffered requests are still answered."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self._arm_timer(HEAD_TIMEOUT_SECONDS)
+        peer = transport.get_extra_info("peername")
+        address = peer[0] if peer else "unknown"
+        if not self.limits.admit(address):
+            self.transport.write(http.response(503, b"too many connections\n", keep_alive=False,
+                                               headers=(("Retry-After", "1"),)))
+            self.transport.close()
+            return
+        self.address = address
+        self._arm_timer(self.head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        if self.address is not None:
+            self.limits.release(self.address)
+            self.address = None
         self.transport = None
 
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.transport is not None and not self.busy:
+            self.transport.resume_reading()
+            self._arm_timer(self.head_timeout if self.buffer else self.idle_timeout,
+                            idle=not self.buffer)
+            if self.buffer or self.eof:
+                self._next_request()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if not self.busy and not self.writing_paused:
+            self._next_request()
+        # Keep the connection open for the answers to requests still buffered.
+        return True
+
     def data_received(self, data: bytes) -> None:
+        if self.address is None:
+            return  # rejected over the limit and closing
+        if self.idle and not self.buffer and not self.busy:
+            # The first byte of a request starts its head timeout.
+            self._arm_timer(self.head_timeout)
         self.buffer += data
-        if not self.busy:
+        if not self.busy and not self.writing_paused:
             self._next_request()
 
     def _next_request(self) -> None:
@@ -126,6 +216,9 @@ class ResponderProtocol(asyncio.Protocol):
                 http.check_partial_head(self.buffer)
             except http.BadRequest as error:
                 self._fail(error)
+                return
+            if self.eof:
+                self.transport.close()
             return
         head = bytes(self.buffer[:end])
         del self.buffer[:end]
@@ -155,9 +248,12 @@ class ResponderProtocol(asyncio.Protocol):
         if not request.keep_alive:
             self.transport.close()
             return
+        self._arm_timer(self.head_timeout if self.buffer else self.idle_timeout,
+                        idle=not self.buffer)
+        if self.writing_paused:
+            return  # resume_writing continues once the client reads
         self.transport.resume_reading()
-        self._arm_timer(IDLE_TIMEOUT_SECONDS)
-        if self.buffer:
+        if self.buffer or self.eof:
             self._next_request()
 
     def _fail(self, error: http.BadRequest) -> None:
@@ -166,16 +262,22 @@ class ResponderProtocol(asyncio.Protocol):
         self.transport.write(http.response(error.status, f"{error}\n".encode(), keep_alive=False))
         self.transport.close()
 
-    def _arm_timer(self, seconds: float) -> None:
+    def _arm_timer(self, seconds: float, *, idle: bool = False) -> None:
         if self.timer is not None:
             self.timer.cancel()
+        self.idle = idle
         self.timer = asyncio.get_running_loop().call_later(seconds, self._timed_out)
 
     def _timed_out(self) -> None:
-        if self.transport is not None and not self.busy:
-            if self.buffer:
-                self.transport.write(http.response(408, b"request timed out\n", keep_alive=False))
-            self.transport.close()
+        if self.transport is None or self.busy:
+            return
+        if self.writing_paused:
+            # The client stopped reading its responses; drop what is still queued.
+            self.transport.abort()
+            return
+        if self.buffer:
+            self.transport.write(http.response(408, b"request timed out\n", keep_alive=False))
+        self.transport.close()
 
 
 def _listening_socket(address: str, reuse_port: bool) -> socket.socket:
@@ -199,9 +301,14 @@ async def serve_socket(settings: Settings, sock: socket.socket,
         settings.redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS, max_connections=256)
     responder = Responder(redis_client, RedisKeys(settings.redis_prefix))
+    limits = ConnectionLimits(settings.responder_max_connections,
+                              settings.responder_max_connections_per_address)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: ResponderProtocol(responder), sock=sock,
-                                      backlog=LISTEN_BACKLOG)
+    server = await loop.create_server(
+        lambda: ResponderProtocol(responder, limits,
+                                  head_timeout=settings.responder_head_timeout_seconds,
+                                  idle_timeout=settings.responder_idle_timeout_seconds),
+        sock=sock, backlog=LISTEN_BACKLOG)
     stop = stop or asyncio.Event()
     async with server:
         await stop.wait()
@@ -230,7 +337,11 @@ def _run_process(settings: Settings, sock: socket.socket) -> None:
 def serve(settings: Settings, processes: int = 1) -> None:
     """Run the responder in processes processes sharing one port (SO_REUSEPORT)."""
     address = settings.responder_address
-    logger.info("responder listening address=%s processes=%d", address, processes)
+    _raise_file_limit(settings.responder_max_connections)
+    logger.info("responder listening address=%s processes=%d max_connections=%d "
+                "max_connections_per_address=%d", address, processes,
+                settings.responder_max_connections,
+                settings.responder_max_connections_per_address)
     if processes <= 1:
         _run_process(settings, _listening_socket(address, reuse_port=False))
         return
@@ -256,3 +367,18 @@ def serve(settings: Settings, processes: int = 1) -> None:
     for child in children:
         os.waitpid(child, 0)
     logger.info("responder stopped")
+
+
+def _raise_file_limit(connections: int) -> None:
+    """Raise the open-file limit to its hard limit; warn if connections would not fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as error:
+            logger.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, error)
+    # Redis connections, the listening socket and the interpreter need some too.
+    if soft != resource.RLIM_INFINITY and soft < connections + 300:
+        logger.warning("the open-file limit %d is too low for CERTSVC_RESPONDER_MAX_CONNECTIONS="
+                       "%d; raise it (ulimit -n) or lower the setting", soft, connections)

@@ -122,7 +122,7 @@ def _read_blocks(text: str, field: str) -> PemReading:
         headers, body = _split_headers(text[begin.end():end])
         try:
             der = base64.b64decode(body, validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or UnicodeEncodeError for non-ASCII text
             der = b""
         if not der:
             problems.append(Problem(field, Rank.INPUT, (

@@ -98,17 +98,17 @@ def _decode_key(block: PemBlock, passphrase: str) -> tuple[LoadedKey | None, lis
             return None, [_encrypted_problem(block)]
         # The key is not encrypted, so the passphrase has no meaning and ignoring it
         # loses nothing.
-        key = _load(block, None)
+        try:
+            key = _load(block, None)
+        except ValueError:
+            return None, [_damaged_problem(block)]
         warnings.append("ignored the passphrase: the private key is not encrypted")
     except ValueError:
         if encrypted or (password is not None and block.label == "OPENSSH PRIVATE KEY"):
             return None, [Problem(PASSPHRASE_FIELD, Rank.KEY_READ, (
                 f"the passphrase does not decrypt the private key (block {block.position}, "
                 f"BEGIN {block.label}); check it for typing errors, {_DECRYPT_HINT}"))]
-        return None, [Problem(KEY_FIELD, Rank.KEY_READ, (
-            f"{KEY_FIELD}: block {block.position} (BEGIN {block.label}) cannot be read as a "
-            "private key: the data is damaged or in an unsupported format. Export the key "
-            "again, for example with `openssl pkey -in key.pem -out key-pkcs8.pem`"))]
+        return None, [_damaged_problem(block)]
     except UnsupportedAlgorithm:
         return None, [Problem(KEY_FIELD, Rank.KEY_READ, (
             f"{KEY_FIELD}: block {block.position} (BEGIN {block.label}) uses a key type or "
@@ -132,6 +132,13 @@ def _load(block: PemBlock, password: bytes | None) -> PrivateKeyTypes:
         # load_der_private_key recognises PKCS#8, PKCS#1 and SEC1 by content, which
         # rescues keys whose BEGIN line names the wrong format.
         return serialization.load_der_private_key(block.der, password)
+
+
+def _damaged_problem(block: PemBlock) -> Problem:
+    return Problem(KEY_FIELD, Rank.KEY_READ, (
+        f"{KEY_FIELD}: block {block.position} (BEGIN {block.label}) cannot be read as a "
+        "private key: the data is damaged or in an unsupported format. Export the key "
+        "again, for example with `openssl pkey -in key.pem -out key-pkcs8.pem`"))
 
 
 def _encrypted_problem(block: PemBlock) -> Problem:
