@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from service.backends import Backends
 from service.config import Settings
 from service.metrics import BAD_NONCE_RETRIES
+from service.sealed_columns import account_key_associated_data
 from service.store import accounts as account_rows
 from service.store import locks
 
@@ -232,7 +233,7 @@ def _load_or_register(settings: Settings, backends: Backends, network: AcmeNetwo
             if record is None:
                 record = _register(settings, backends, network, client, connection)
     key_der = backends.keyring.unseal(record.private_key_sealed,
-                                      account_rows.account_key_associated_data(record.id))
+                                      account_key_associated_data(record.id))
     private_key = serialization.load_der_private_key(key_der, password=None)
     return record.id, josepy.JWKEC(key=private_key), record.account_url
 
@@ -253,7 +254,7 @@ def _register(settings: Settings, backends: Backends, network: AcmeNetwork,
         connection, account_id=account_id, directory_url=settings.acme_directory_url,
         account_url=account.uri,
         private_key_sealed=backends.keyring.seal(
-            key_der, account_rows.account_key_associated_data(account_id)),
+            key_der, account_key_associated_data(account_id)),
         contact=settings.acme_email,
     )
     logger.info("registered ACME account account_id=%s directory=%s", account_id,

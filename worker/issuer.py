@@ -18,6 +18,7 @@ from service.certificate_details import seal_private_key
 from service.encryption import UnsealError
 from service.event_types import EventType
 from service.queueing import enqueue_issuance
+from service.sealed_columns import order_key_associated_data
 from service.store import domains as domain_rows
 from service.store import events as event_rows
 from service.store import issuances as issuance_rows
@@ -49,16 +50,6 @@ class RateLimitReached(Exception):
     def __init__(self, delay: RateLimitDelay) -> None:
         super().__init__(delay.reason)
         self.delay = delay
-
-
-def order_key_associated_data(issuance_id: uuid.UUID) -> bytes:
-    """Associated data that binds a sealed order key to its issuance row.
-
-    NOTE: `certsvc rotate-master-key` does not re-seal issuances.order_key_sealed. A key
-    sealed under a master key that was since removed cannot be opened, and the next
-    attempt places a new order instead of resuming the old one.
-    """
-    return f"certsvc/order-key/issuance/{issuance_id}".encode()
 
 
 class IssuanceRunner:

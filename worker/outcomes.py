@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from service import metrics
 from service.certificate_details import chain_to_pem, describe, seal_private_key
-from service.certificates import certificate_key_associated_data
+from service.sealed_columns import certificate_key_associated_data
 from service.event_types import EventType
 from service.force_https import sync_mirror_quietly
 from service.queueing import enqueue_issuance, new_job_id
