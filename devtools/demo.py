@@ -1,9 +1,9 @@
 """The demo: issue a real certificate from a local Pebble through certsvc's gRPC api.
 
 Starts Pebble and pebble-challtestsrv on loopback, migrates a fresh database, starts
-`certsvc api`, `worker`, `responder` and `scheduler` with a fresh master key and an
-operator token of their own, adds a domain, requests a certificate, waits for it and
-prints it. Stops what it started on exit, unless --keep-running is given.
+`certsvc api`, `worker`, `responder` and `scheduler` in development mode, with a fresh
+master key and an operator token of their own, adds a domain, requests a certificate,
+waits for it and prints it. Stops what it started on exit, unless --keep-running is given.
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ def main() -> int:
             "CERTSVC_ACME_CA_BUNDLE": str(pebble.ca_bundle),
             "CERTSVC_DNS_SERVER": pebble.dns_server,
             "CERTSVC_ALLOW_PRIVATE_TARGETS": "1",
+            # Development mode admits calls without credentials; calls that carry the
+            # operator token are authenticated as in production.
+            "CERTSVC_DEV_INSECURE": "1",
             **credentials,
         }
         processes = stack.Processes(environment, workdir / "logs")
@@ -94,7 +97,7 @@ def main() -> int:
         if migrate.wait(timeout=60) != 0:
             raise RuntimeError("certsvc migrate failed:\n" + processes.log_text("migrate"))
 
-        step("starting certsvc api, worker, responder and scheduler")
+        step("starting certsvc api, worker, responder and scheduler (development mode)")
         api = processes.start("api", "api")
         responder = processes.start("responder", "responder")
         processes.start("worker", "worker")

@@ -52,7 +52,8 @@ class LocalPebble:
     def __init__(self, workdir: Path, *, acme_port: int, management_port: int, http_port: int,
                  dns_port: int, challtestsrv_management_port: int,
                  nonce_reject_percent: int | None = None,
-                 authz_reuse_percent: int | None = None) -> None:
+                 authz_reuse_percent: int | None = None,
+                 va_sleep_seconds: int | None = None) -> None:
         self.workdir = workdir
         self.acme_port = acme_port
         self.management_port = management_port
@@ -61,6 +62,9 @@ class LocalPebble:
         self.challtestsrv_management_port = challtestsrv_management_port
         self.nonce_reject_percent = nonce_reject_percent
         self.authz_reuse_percent = authz_reuse_percent
+        # Each validation request waits a random 0 to va_sleep_seconds - 1 seconds, as
+        # the CA's own queue would; None validates at once.
+        self.va_sleep_seconds = va_sleep_seconds
         self.processes: list[subprocess.Popen] = []
         self.ca_bundle = workdir / "pebble-https-ca.pem"
 
@@ -106,13 +110,8 @@ class LocalPebble:
             "-http01", "", "-https01", "", "-tlsalpn01", "",
         ], {})
         _wait_for_port(self.challtestsrv_management_port)
-        environment = {"PEBBLE_VA_NOSLEEP": "1"}
-        if self.nonce_reject_percent is not None:
-            environment["PEBBLE_WFE_NONCEREJECT"] = str(self.nonce_reject_percent)
-        if self.authz_reuse_percent is not None:
-            environment["PEBBLE_AUTHZREUSE"] = str(self.authz_reuse_percent)
         self._spawn("pebble", ["pebble", "-config", str(config), "-dnsserver", self.dns_server],
-                    environment)
+                    self._pebble_environment())
         self._wait_for_directory()
 
     def stop(self) -> None:
@@ -133,13 +132,20 @@ class LocalPebble:
         pebble.send_signal(signal.SIGTERM)
         pebble.wait(timeout=10)
         self.processes.remove(pebble)
-        environment = {"PEBBLE_VA_NOSLEEP": "1"}
+        self._spawn("pebble", pebble.args, self._pebble_environment())
+        self._wait_for_directory()
+
+    def _pebble_environment(self) -> dict[str, str]:
+        environment = {}
+        if self.va_sleep_seconds is None:
+            environment["PEBBLE_VA_NOSLEEP"] = "1"
+        else:
+            environment["PEBBLE_VA_SLEEPTIME"] = str(self.va_sleep_seconds)
         if self.nonce_reject_percent is not None:
             environment["PEBBLE_WFE_NONCEREJECT"] = str(self.nonce_reject_percent)
         if self.authz_reuse_percent is not None:
             environment["PEBBLE_AUTHZREUSE"] = str(self.authz_reuse_percent)
-        self._spawn("pebble", pebble.args, environment)
-        self._wait_for_directory()
+        return environment
 
     def root_certificates_pem(self) -> str:
         """Return the PEM of Pebble's current issuing root (it changes on every start)."""

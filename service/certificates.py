@@ -14,7 +14,8 @@ from service.callers import Caller
 from service.domains import parse_hostname
 from service.encryption import UnsealError
 from service.errors import DataLoss, NotFound, PermissionDenied
-from service.platform import PENDING_REASON, platform_domain_of, platform_key_associated_data
+from service.platform import PENDING_REASON, platform_domain_of
+from service.sealed_columns import certificate_key_associated_data, platform_key_associated_data
 from service.store import certificates as certificate_rows
 from service.store import platform_certificates as platform_rows
 from service.store.records import CertificateRecord
@@ -34,11 +35,6 @@ class CertificateView:
     """Empty unless the caller asked for the key and may read it."""
     warnings: list[str]
     """The stored warnings plus conditions of the moment, such as an expiry that is near."""
-
-
-def certificate_key_associated_data(domain_id: object) -> bytes:
-    """Associated data that binds a sealed certificate key to its domain row."""
-    return f"certsvc/certificate-key/domain/{domain_id}".encode()
 
 
 def certificate_warnings(record: CertificateRecord, now: datetime.datetime) -> list[str]:

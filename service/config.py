@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from service.rate_limits import RateLimit, RateLimitSyntaxError, default_rate_limits, parse_rate_limits
 from service.validation.hostname import HostnameError, normalize_hostname
 
 DEV_INSECURE_WARNING = (
@@ -88,6 +89,24 @@ class Settings:
     """CERTSVC_LOG_LEVEL: level of the root logger (DEBUG, INFO, WARNING, ERROR)."""
     check_deadline_seconds: float = 15.0
     """CERTSVC_CHECK_DEADLINE_SECONDS: time limit of one self-check, redirects included."""
+    retry_first_delay_seconds: float = 60.0
+    """CERTSVC_RETRY_FIRST_DELAY_SECONDS: wait after a first failed issuance attempt; each
+    further failure doubles it."""
+    retry_max_delay_seconds: float = 3600.0
+    """CERTSVC_RETRY_MAX_DELAY_SECONDS: ceiling of the wait between two attempts."""
+    retry_max_attempts: int = 8
+    """CERTSVC_RETRY_MAX_ATTEMPTS: attempts of one issuance before it is FAILED."""
+    retry_after_max_seconds: float = 6 * 3600.0
+    """CERTSVC_RETRY_AFTER_MAX_SECONDS: longest Retry-After from the CA that is honoured."""
+    acme_rate_limits: tuple[RateLimit, ...] = ()
+    """CERTSVC_ACME_RATE_LIMITS: limits certsvc keeps below; by default the published ones
+    of a known directory (Let's Encrypt production) and none for any other."""
+    renewal_interval_seconds: float = 300.0
+    """CERTSVC_RENEWAL_INTERVAL_SECONDS: how often the scheduler looks for certificates due
+    for renewal or close to expiry."""
+    recovery_interval_seconds: float = 30.0
+    """CERTSVC_RECOVERY_INTERVAL_SECONDS: how often the scheduler looks for issuances whose
+    job was lost."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -131,6 +150,20 @@ class Settings:
                                  ("DEBUG", "INFO", "WARNING", "ERROR")),
             check_deadline_seconds=env.seconds("CERTSVC_CHECK_DEADLINE_SECONDS",
                                                cls.check_deadline_seconds),
+            retry_first_delay_seconds=env.seconds("CERTSVC_RETRY_FIRST_DELAY_SECONDS",
+                                                  cls.retry_first_delay_seconds),
+            retry_max_delay_seconds=env.seconds("CERTSVC_RETRY_MAX_DELAY_SECONDS",
+                                                cls.retry_max_delay_seconds),
+            retry_max_attempts=env.count("CERTSVC_RETRY_MAX_ATTEMPTS", cls.retry_max_attempts),
+            retry_after_max_seconds=env.seconds("CERTSVC_RETRY_AFTER_MAX_SECONDS",
+                                                cls.retry_after_max_seconds),
+            acme_rate_limits=env.rate_limits(
+                "CERTSVC_ACME_RATE_LIMITS",
+                env.text("CERTSVC_ACME_DIRECTORY_URL", cls.acme_directory_url)),
+            renewal_interval_seconds=env.seconds("CERTSVC_RENEWAL_INTERVAL_SECONDS",
+                                                 cls.renewal_interval_seconds),
+            recovery_interval_seconds=env.seconds("CERTSVC_RECOVERY_INTERVAL_SECONDS",
+                                                  cls.recovery_interval_seconds),
         )
 
 
@@ -190,6 +223,23 @@ class _Environment:
         if not seconds > 0:
             raise ConfigError(f"{name}={value!r} is not a positive number of seconds")
         return seconds
+
+    def count(self, name: str, default: int) -> int:
+        value = self._environ.get(name, "")
+        if value == "":
+            return default
+        if not value.strip().isdigit() or int(value) < 1:
+            raise ConfigError(f"{name}={value!r} is not a positive whole number")
+        return int(value)
+
+    def rate_limits(self, name: str, directory_url: str) -> tuple[RateLimit, ...]:
+        value = self._environ.get(name, "")
+        if value.strip() == "":
+            return default_rate_limits(directory_url)
+        try:
+            return parse_rate_limits(value)
+        except RateLimitSyntaxError as error:
+            raise ConfigError(f"{name}: {error}") from None
 
     def address(self, name: str, default: str) -> str:
         value = self.text(name, default)

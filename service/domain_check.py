@@ -6,6 +6,7 @@ import logging
 
 import psycopg
 
+from service import metrics
 from service.backends import Backends, redis_unavailable_as_error
 from service.callers import Caller
 from service.domains import find_visible_domain
@@ -13,6 +14,7 @@ from service.errors import FailedPrecondition
 from service.event_types import EventType
 from service.self_check_body import ensure_self_check_body
 from service.store import events as event_rows
+from worker.self_check_step import failure_reason
 from worker.selfcheck import CheckResult, run_self_check
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ def check_domain(backends: Backends, caller: Caller, hostname_text: str) -> Chec
         body = ensure_self_check_body(backends.redis, backends.keys, domain.hostname)
 
     result = run_self_check(backends.settings, domain.hostname, body)
+    if not result.ok:
+        metrics.SELF_CHECK_FAILURES.labels(reason=failure_reason(result)).inc()
 
     event_type = EventType.SELF_CHECK_PASSED if result.ok else EventType.SELF_CHECK_FAILED
     try:

@@ -7,6 +7,9 @@ import datetime
 from service import force_https
 from service.store.records import DomainRecord
 
+# Certificates that will not be renewed in time are announced this long before expiry.
+EXPIRY_WARNING_WINDOW = datetime.timedelta(days=14)
+
 
 def domain_warnings(domain: DomainRecord, now: datetime.datetime | None = None) -> list[str]:
     """Return one sentence per condition to fix, in a stable order."""
@@ -15,4 +18,38 @@ def domain_warnings(domain: DomainRecord, now: datetime.datetime | None = None) 
     redirect_warning = force_https.not_effective_warning(domain, now)
     if redirect_warning:
         warnings.append(redirect_warning)
+    warnings.extend(renewal_warnings(domain, now))
     return warnings
+
+
+def renewal_warnings(domain: DomainRecord, now: datetime.datetime) -> list[str]:
+    """Return sentences about an expiring certificate and a renewal that keeps failing."""
+    warnings = []
+    not_after = domain.certificate_not_after
+    if not_after is not None:
+        left = not_after - now
+        expiry = f"{not_after:%Y-%m-%d %H:%M} UTC"
+        if left <= datetime.timedelta(0):
+            warnings.append(f"the certificate of {domain.hostname} expired on {expiry}; "
+                            "browsers reject it")
+        elif left <= EXPIRY_WARNING_WINDOW and _not_renewing(domain, now):
+            when = f"in {left.days} days" if left.days >= 1 else "in less than a day"
+            if domain.certificate_source == "LETS_ENCRYPT":
+                warnings.append(f"the certificate of {domain.hostname} expires on {expiry} "
+                                f"({when}) and has not been renewed yet; see last_error and "
+                                "ListDomainEvents for the cause")
+            else:
+                warnings.append(f"the certificate of {domain.hostname} expires on {expiry} "
+                                f"({when}) and certsvc does not renew it: upload a new one, or "
+                                "call RequestCertificate to switch to Let's Encrypt")
+    if domain.status == "ACTIVE" and domain.last_error:
+        warnings.append(f"renewing the certificate of {domain.hostname} failed: "
+                        f"{domain.last_error}")
+    return warnings
+
+
+def _not_renewing(domain: DomainRecord, now: datetime.datetime) -> bool:
+    if domain.certificate_source != "LETS_ENCRYPT":
+        return True
+    renew_after = domain.certificate_renew_after
+    return renew_after is None or renew_after <= now

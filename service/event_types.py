@@ -23,3 +23,7 @@ class EventType(enum.StrEnum):
     # An issuance stopped before it finished, for example because a custom certificate
     # was uploaded meanwhile.
     ISSUANCE_CANCELLED = "ISSUANCE_CANCELLED"
+    RATE_LIMIT_DELAYED = "RATE_LIMIT_DELAYED"
+    ORDER_RESUMED = "ORDER_RESUMED"
+    ISSUANCE_RECOVERED = "ISSUANCE_RECOVERED"
+    CERTIFICATE_EXPIRING = "CERTIFICATE_EXPIRING"

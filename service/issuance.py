@@ -14,7 +14,7 @@ from service.domains import find_visible_domain
 from service.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from service.event_types import EventType
 from service.platform import platform_domain_of
-from service.queueing import enqueue_issuance
+from service.queueing import enqueue_issuance, new_job_id
 from service.store import domains as domain_rows
 from service.store import events as event_rows
 from service.store import issuances as issuance_rows
@@ -43,34 +43,59 @@ def request_certificate(backends: Backends, caller: Caller, hostname_text: str) 
     # Fail before writing anything when the queue is unreachable.
     with redis_unavailable_as_error("queueing the issuance"):
         backends.redis.ping()
+    if domain.certificate_source == "LETS_ENCRYPT":
+        message = "renewal requested: a new certificate replaces the current one once issued"
+    elif domain.certificate_source is not None:
+        message = ("a Let's Encrypt certificate was requested; the current certificate keeps "
+                   "serving until it is issued")
+    else:
+        message = "a Let's Encrypt certificate was requested"
+    issuance, _created = queue_issuance(backends, domain.id, message,
+                                        missing_domain=f"domain {hostname_text} was removed; "
+                                                       "add it again first")
+    return issuance
 
+
+def queue_issuance(backends: Backends, domain_id: uuid.UUID, message: str, *,
+                   missing_domain: str = "the domain was removed") -> tuple[IssuanceRecord, bool]:
+    """Create and enqueue an issuance for a domain, or return the one in flight.
+
+    Returns the issuance and whether it is new. The domain's status moves to ISSUING
+    unless it is ACTIVE: an active certificate keeps serving until its successor is
+    stored. The job id is written with the row, before the job is enqueued, so that
+    the lost-job recovery can always tell which job to look for.
+    """
+    queue = backends.issuance_queue()
     # Lock order: the issuance before the domain row, as the worker does, so that a request
     # and a finishing attempt cannot deadlock.
     try:
         with backends.database.transaction() as connection:
+            domain = domain_rows.get_domain_by_id(connection, domain_id)
+            if domain is None:
+                raise NotFound(missing_domain)
             issuance, created = issuance_rows.create_or_get_in_flight(connection, domain.id,
                                                                       domain.hostname)
             if created:
-                event_rows.add_event(connection, domain.id, EventType.ISSUANCE_QUEUED,
-                                     "a Let's Encrypt certificate was requested", issuance.id)
+                issuance = issuance_rows.update_issuance(connection, issuance.id,
+                                                         job_id=new_job_id(queue, issuance.id))
+                event_rows.add_event(connection, domain.id, EventType.ISSUANCE_QUEUED, message,
+                                     issuance.id)
                 domain_rows.mark_issuing_unless_active(connection, domain.id)
     except psycopg.errors.ForeignKeyViolation:
-        raise NotFound(f"domain {domain.hostname} was removed; add it again first") from None
+        raise NotFound(missing_domain) from None
     if not created:
-        return issuance
+        return issuance, False
 
     try:
-        job_id = enqueue_issuance(backends.issuance_queue(), issuance.id)
+        enqueue_issuance(queue, issuance.id, job_id=issuance.job_id)
     except redis.RedisError as error:
         _withdraw(backends, issuance, domain.status)
         logger.warning("could not enqueue issuance_id=%s hostname=%s: %s",
                        issuance.id, issuance.hostname, error)
         raise Unavailable("Redis is unavailable, so the issuance was not queued; try again") from error
-    with backends.database.transaction() as connection:
-        issuance = issuance_rows.update_issuance(connection, issuance.id, job_id=job_id)
     logger.info("queued issuance issuance_id=%s hostname=%s job_id=%s",
-                issuance.id, issuance.hostname, job_id)
-    return issuance
+                issuance.id, issuance.hostname, issuance.job_id)
+    return issuance, True
 
 
 def _withdraw(backends: Backends, issuance: IssuanceRecord, previous_status: str) -> None:

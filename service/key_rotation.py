@@ -12,36 +12,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from collections.abc import Callable
 
 import psycopg
 
-from service.certificates import certificate_key_associated_data
 from service.config import ConfigError
 from service.encryption import DEVELOPMENT_MASTER_KEY, Keyring, UnsealError, key_id
-from service.store.accounts import account_key_associated_data
+from service.sealed_columns import SEALED_COLUMNS, SealedColumn
 from service.store.database import CONNECT_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_BATCH_SIZE = 100
 APPLICATION_NAME = "certsvc-rotate-master-key"
-
-
-@dataclasses.dataclass(frozen=True)
-class SealedColumn:
-    """A table whose private_key_sealed column holds values sealed under the master key."""
-
-    table: str
-    # The column whose value names the row in the associated data.
-    owner_column: str
-    associated_data: Callable[[uuid.UUID], bytes]
-
-
-SEALED_COLUMNS = (
-    SealedColumn("certificates", "domain_id", certificate_key_associated_data),
-    SealedColumn("acme_accounts", "id", account_key_associated_data),
-)
 
 
 @dataclasses.dataclass
@@ -58,8 +40,8 @@ def count_by_key(connection: psycopg.Connection) -> dict[str, int]:
     counts: dict[str, int] = {}
     for column in SEALED_COLUMNS:
         rows = connection.execute(
-            f"SELECT substring(private_key_sealed from 2 for 8), count(*) FROM {column.table} "
-            "GROUP BY 1").fetchall()
+            f"SELECT substring({column.column} from 2 for 8), count(*) FROM {column.table} "
+            f"WHERE {column.column} IS NOT NULL GROUP BY 1").fetchall()
         for sealed_key_id, count in rows:
             counts[bytes(sealed_key_id).hex()] = counts.get(bytes(sealed_key_id).hex(), 0) + count
     return counts
@@ -88,8 +70,8 @@ def _rotate_column(connection: psycopg.Connection, column: SealedColumn, keyring
     after_id = uuid.UUID(int=0)
     while True:
         rows = connection.execute(
-            f"SELECT id, {column.owner_column}, private_key_sealed FROM {column.table} "
-            "WHERE id > %s AND substring(private_key_sealed from 2 for 8) <> %s "
+            f"SELECT id, {column.owner_column}, {column.column} FROM {column.table} "
+            f"WHERE id > %s AND substring({column.column} from 2 for 8) <> %s "
             "ORDER BY id LIMIT %s",
             (after_id, keyring.primary_key_id_bytes, batch_size)).fetchall()
         if not rows:
@@ -113,8 +95,8 @@ def _reseal(connection: psycopg.Connection, column: SealedColumn, keyring: Keyri
         report.failed.append(described)
         return
     updated = connection.execute(
-        f"UPDATE {column.table} SET private_key_sealed = %s "
-        "WHERE id = %s AND private_key_sealed = %s",
+        f"UPDATE {column.table} SET {column.column} = %s "
+        f"WHERE id = %s AND {column.column} = %s",
         (keyring.seal(plaintext, associated_data), row_id, sealed))
     if updated.rowcount == 1:
         report.resealed += 1

@@ -22,6 +22,7 @@ from service.certificate_details import (CertificateDetails, chain_to_pem, descr
 from service.encryption import Keyring
 from service.errors import InvalidArgument
 from service.event_types import EventType
+from service.sealed_columns import platform_key_associated_data
 from service.store import platform_certificates as platform_rows
 from service.store.database import Database
 from service.validation.hostname import Hostname
@@ -79,11 +80,6 @@ def is_platform_hostname(hostname: Hostname, platform_domain: str) -> bool:
 def platform_domain_of(hostname: str) -> str:
     """Return the platform domain of a platform hostname: everything after its first label."""
     return hostname.partition(".")[2]
-
-
-def platform_key_associated_data(certificate_id: uuid.UUID) -> bytes:
-    """Associated data that binds a sealed platform key to its platform_certificates row."""
-    return f"certsvc/platform-key/{certificate_id}".encode()
 
 
 def install_platform_certificate(database: Database, keyring: Keyring, platform_domain: str,

@@ -11,14 +11,20 @@ import rq
 ISSUANCE_JOB_FUNCTION = "worker.jobs.run_issuance"
 
 
-def enqueue_issuance(queue: rq.Queue, issuance_id: uuid.UUID, *,
-                     at: datetime.datetime | None = None) -> str:
-    """Enqueue an issuance job now, or at a later time; return the RQ job id.
+def new_job_id(queue: rq.Queue, issuance_id: uuid.UUID) -> str:
+    """Return a fresh job id for an issuance.
 
     Job ids start with the queue name, so each deployment's (or test run's) jobs can
-    be told apart in a shared Redis.
+    be told apart in a shared Redis. Callers store the id on the issuance row before
+    they enqueue, so that Postgres always names the job to look for.
     """
-    job_id = f"{queue.name}-{issuance_id}-{uuid.uuid4().hex[:8]}"
+    return f"{queue.name}-{issuance_id}-{uuid.uuid4().hex[:8]}"
+
+
+def enqueue_issuance(queue: rq.Queue, issuance_id: uuid.UUID, *,
+                     at: datetime.datetime | None = None, job_id: str | None = None) -> str:
+    """Enqueue an issuance job now, or at a later time; return the RQ job id."""
+    job_id = job_id or new_job_id(queue, issuance_id)
     options = {"job_id": job_id, "result_ttl": 3600, "failure_ttl": 7 * 24 * 3600,
                "description": f"issuance {issuance_id}"}
     if at is None:

@@ -16,12 +16,9 @@ import uuid
 from service.backends import Backends
 from service.callers import Caller
 from service.certificate_details import chain_to_pem, describe, seal_private_key
-from service.certificates import (
-    CertificateView,
-    certificate_key_associated_data,
-    certificate_warnings,
-)
+from service.certificates import CertificateView, certificate_warnings
 from service.domains import find_visible_domain
+from service.sealed_columns import certificate_key_associated_data
 from service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from service.event_types import EventType
 from service.platform import platform_domain_of

@@ -114,6 +114,10 @@ def base_environment(database_url: str, redis_prefix: str, pebble: LocalPebble,
         "CERTSVC_API_TOKENS_FILE": str(callers_file),
         "CERTSVC_DEV_INSECURE": "1",
         "CERTSVC_LOG_LEVEL": "DEBUG",
+        # Short retry and recovery times, so that tests of failures finish in seconds.
+        "CERTSVC_RETRY_FIRST_DELAY_SECONDS": "1",
+        "CERTSVC_RETRY_MAX_DELAY_SECONDS": "4",
+        "CERTSVC_RECOVERY_INTERVAL_SECONDS": "2",
     }
 
 

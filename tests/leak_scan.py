@@ -20,9 +20,8 @@ import psycopg
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from service.certificates import certificate_key_associated_data
+from service.sealed_columns import SEALED_COLUMNS
 from service.encryption import Keyring, UnsealError
-from service.store.accounts import account_key_associated_data
 
 logger = logging.getLogger(__name__)
 
@@ -74,28 +73,22 @@ def watch_stored_keys(database_url: str, keyring: Keyring) -> int:
     """
     unopened = 0
     with psycopg.connect(database_url) as connection:
-        certificates = connection.execute(
-            "SELECT id, domain_id, private_key_sealed FROM certificates").fetchall()
-        accounts = connection.execute(
-            "SELECT id, private_key_sealed FROM acme_accounts").fetchall()
-    for certificate_id, domain_id, sealed in certificates:
-        try:
-            key_der = keyring.unseal(bytes(sealed), certificate_key_associated_data(domain_id))
-        except UnsealError:
-            unopened += 1
-            continue
-        watch_private_key(f"private key of certificate {certificate_id}", key_der)
-    for account_id, sealed in accounts:
-        try:
-            key_der = keyring.unseal(bytes(sealed), account_key_associated_data(account_id))
-        except UnsealError:
-            unopened += 1
-            continue
-        watch_private_key(f"key of ACME account {account_id}", key_der)
-        key = serialization.load_der_private_key(key_der, password=None)
-        thumbprint = josepy.encode_b64jose(josepy.JWKEC(key=key).thumbprint())
-        watch(f"thumbprint of ACME account {account_id} (in every key authorization)",
-              thumbprint)
+        for column in SEALED_COLUMNS:
+            rows = connection.execute(
+                f"SELECT id, {column.owner_column}, {column.column} FROM {column.table} "
+                f"WHERE {column.column} IS NOT NULL").fetchall()
+            for row_id, owner_id, sealed in rows:
+                try:
+                    key_der = keyring.unseal(bytes(sealed), column.associated_data(owner_id))
+                except UnsealError:
+                    unopened += 1
+                    continue
+                watch_private_key(f"{column.table}.{column.column} of row {row_id}", key_der)
+                if column.table == "acme_accounts":
+                    key = serialization.load_der_private_key(key_der, password=None)
+                    thumbprint = josepy.encode_b64jose(josepy.JWKEC(key=key).thumbprint())
+                    watch(f"thumbprint of ACME account {row_id} (in every key authorization)",
+                          thumbprint)
     return unopened
 
 

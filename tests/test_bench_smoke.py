@@ -68,4 +68,4 @@ def test_renewal_sweep_smoke(tmp_path: Path) -> None:
 
     sweep = figures["renewal_sweep"]
     assert sweep["rows"][0]["enqueued"] == 100
-    assert "Index" in sweep["extra"]["EXPLAIN (ANALYZE) of the limit's query"]
+    assert "Index" in sweep["extra"]["EXPLAIN (ANALYZE) of the due query"]

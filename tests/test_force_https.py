@@ -15,7 +15,7 @@ from devtools import stack
 from devtools.pebble import free_port
 from service import force_https
 from service.certificate_details import chain_to_pem, describe, seal_private_key
-from service.certificates import certificate_key_associated_data
+from service.sealed_columns import certificate_key_associated_data
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from service.redis_keys import RedisKeys
 from service.store import certificates as certificate_rows

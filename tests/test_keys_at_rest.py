@@ -24,7 +24,8 @@ from devtools import stack
 from devtools.credentials import new_master_key, with_bearer_token
 from devtools.pebble import free_port
 from service.certificate_details import chain_to_pem, describe, seal_private_key
-from service.certificates import certificate_key_associated_data
+from service.sealed_columns import (SEALED_COLUMNS, account_key_associated_data,
+                                     certificate_key_associated_data)
 from service.encryption import Keyring, key_id
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from service.grpc_gen.certsvc.v1 import certsvc_pb2_grpc
@@ -214,7 +215,7 @@ def test_rotation_interrupted_and_rerun(processes, base_environment, rotation_da
             connection, account_id=account_id, directory_url="https://ca.invalid/dir",
             account_url="https://ca.invalid/acct/1", contact="",
             private_key_sealed=seal_private_key(
-                old_keyring, account_key, account_rows.account_key_associated_data(account_id)))
+                old_keyring, account_key, account_key_associated_data(account_id)))
     during = {**base_environment, "CERTSVC_DATABASE_URL": rotation_database,
               "CERTSVC_DEV_INSECURE": "0", "CERTSVC_MASTER_KEY": new_key,
               "CERTSVC_PREVIOUS_MASTER_KEYS": old_key}
@@ -299,7 +300,7 @@ def test_database_dump_has_no_private_key(stub, database_url, tmp_path) -> None:
         account_id, sealed = connection.execute(
             "SELECT id, private_key_sealed FROM acme_accounts LIMIT 1").fetchone()
     account_der = _keyring(MASTER_KEY).unseal(bytes(sealed),
-                                              account_rows.account_key_associated_data(account_id))
+                                              account_key_associated_data(account_id))
 
     dump = subprocess.run(["pg_dump", "--no-owner", "--dbname", database_url],
                           capture_output=True, text=True, timeout=120, check=True).stdout
@@ -310,3 +311,15 @@ def test_database_dump_has_no_private_key(stub, database_url, tmp_path) -> None:
         assert der.hex() not in dump
         for description, secret in leak_scan.secret_parts("key", der).items():
             assert secret not in dump, description
+
+
+def test_every_sealed_column_is_rotated(database_url: str) -> None:
+    """A *_sealed column missing from SEALED_COLUMNS would keep its old master key forever."""
+    with psycopg.connect(database_url) as connection:
+        columns = connection.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public' AND column_name LIKE '%%\\_sealed'").fetchall()
+
+    listed = {(column.table, column.column) for column in SEALED_COLUMNS}
+
+    assert set(columns) == listed

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from service.backends import Backends
 from service.config import Settings
+from service.metrics import BAD_NONCE_RETRIES
+from service.sealed_columns import account_key_associated_data
 from service.store import accounts as account_rows
 from service.store import locks
 
@@ -43,11 +45,17 @@ Result = TypeVar("Result")
 
 
 class AcmeNetwork(acme_client.ClientNetwork):
-    """ClientNetwork that retries badNonce errors and keeps the last response's headers."""
+    """ClientNetwork that retries badNonce errors and keeps the Retry-After of CA errors.
+
+    certbot's acme library raises a CA problem as messages.Error without the HTTP
+    response, so the Retry-After of a rateLimited or 503 response would be lost. This
+    class keeps it with the error it belongs to.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.last_response: requests.Response | None = None
+        self._problem_retry_after: tuple[Exception, datetime.datetime | None] | None = None
 
     def _send_request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         response = super()._send_request(method, url, *args, **kwargs)
@@ -61,17 +69,29 @@ class AcmeNetwork(acme_client.ClientNetwork):
         while True:
             try:
                 return self._post_once(*args, **kwargs)
-            except messages.Error as error:
-                if error.code != "badNonce" or attempt >= BAD_NONCE_TRIES:
+            except (messages.Error, acme_client.errors.ClientError) as error:
+                if getattr(error, "code", None) != "badNonce" or attempt >= BAD_NONCE_TRIES:
+                    self._remember_retry_after(error)
                     raise
+            BAD_NONCE_RETRIES.inc()
             logger.debug("retrying request after badNonce attempt=%d", attempt)
             attempt += 1
 
-    def retry_after(self) -> datetime.datetime | None:
-        """Return when the last response's Retry-After header allows the next request."""
-        if self.last_response is None:
-            return None
-        return parse_retry_after(self.last_response.headers.get("Retry-After", ""))
+    def retry_after_for(self, error: BaseException) -> datetime.datetime | None:
+        """Return the Retry-After that came with a CA error raised by post(), if any."""
+        if self._problem_retry_after is not None and self._problem_retry_after[0] is error:
+            return self._problem_retry_after[1]
+        response = error.args[0] if isinstance(error, acme_client.errors.ClientError) and \
+            error.args and isinstance(error.args[0], requests.Response) else None
+        if response is not None:
+            return parse_retry_after(response.headers.get("Retry-After", ""))
+        return None
+
+    def _remember_retry_after(self, error: Exception) -> None:
+        # A requests.Response is falsy for error statuses, hence the explicit None test.
+        response = self.last_response
+        header = response.headers.get("Retry-After", "") if response is not None else ""
+        self._problem_retry_after = (error, parse_retry_after(header))
 
 
 def parse_retry_after(header: str) -> datetime.datetime | None:
@@ -165,6 +185,14 @@ def _names_account(error: messages.Error) -> bool:
                                     or "not found" in detail)
 
 
+def open_directory_client(settings: Settings) -> acme_client.ClientV2:
+    """Return a client of the configured directory for unsigned requests (renewal information)."""
+    network = AcmeNetwork(key=None, alg=josepy.ES256, verify_ssl=_verify_setting(settings),
+                          user_agent=USER_AGENT, timeout=NETWORK_TIMEOUT_SECONDS)
+    directory = acme_client.ClientV2.get_directory(settings.acme_directory_url, network)
+    return acme_client.ClientV2(directory, network)
+
+
 def _connect(settings: Settings, key: josepy.JWK) -> tuple[AcmeNetwork, acme_client.ClientV2]:
     network = AcmeNetwork(key=key, alg=josepy.ES256, verify_ssl=_verify_setting(settings),
                           user_agent=USER_AGENT, timeout=NETWORK_TIMEOUT_SECONDS)
@@ -205,7 +233,7 @@ def _load_or_register(settings: Settings, backends: Backends, network: AcmeNetwo
             if record is None:
                 record = _register(settings, backends, network, client, connection)
     key_der = backends.keyring.unseal(record.private_key_sealed,
-                                      account_rows.account_key_associated_data(record.id))
+                                      account_key_associated_data(record.id))
     private_key = serialization.load_der_private_key(key_der, password=None)
     return record.id, josepy.JWKEC(key=private_key), record.account_url
 
@@ -226,7 +254,7 @@ def _register(settings: Settings, backends: Backends, network: AcmeNetwork,
         connection, account_id=account_id, directory_url=settings.acme_directory_url,
         account_url=account.uri,
         private_key_sealed=backends.keyring.seal(
-            key_der, account_rows.account_key_associated_data(account_id)),
+            key_der, account_key_associated_data(account_id)),
         contact=settings.acme_email,
     )
     logger.info("registered ACME account account_id=%s directory=%s", account_id,

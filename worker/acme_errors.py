@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 import requests
 from acme import errors as acme_errors
@@ -39,9 +40,17 @@ _VALIDATION_ADVICE = {
 }
 
 
+# An HTTP status 500-599 quoted in a validation problem's detail.
+_SERVER_ERROR_STATUS = re.compile(r"\b5\d\d\b")
+# A key authorization: the challenge token, a dot and the account key's SHA-256
+# thumbprint (43 base64url characters). Some CAs (Pebble among them) quote the expected
+# one in their problem detail; it is not written to issuance errors or logs.
+_KEY_AUTHORIZATION = re.compile(r"[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
+
+
 def problem_text(problem: messages.Error) -> str:
-    """Render a CA problem document as one line: type and detail."""
-    detail = problem.detail or problem.description or ""
+    """Render a CA problem document as one line: type and detail, key authorizations removed."""
+    detail = _KEY_AUTHORIZATION.sub("<key authorization>", problem.detail or problem.description or "")
     return f"{problem.code or problem.typ}: {detail}".strip(": ")
 
 
@@ -68,7 +77,13 @@ def from_validation_failure(error: acme_errors.ValidationError, hostname: str) -
     if not problems:
         return TransientIssuanceError(
             f"validation of {hostname} failed without a reason from the CA")
-    return from_problem(problems[0], hostname, during="HTTP-01 validation failed")
+    classified = from_problem(problems[0], hostname, during="HTTP-01 validation failed")
+    # A 5xx from the site (a responder that lost Redis returns 503) is temporary, even
+    # though the CA reports it as unauthorized.
+    if not classified.retryable and _SERVER_ERROR_STATUS.search(problems[0].detail or ""):
+        return TransientIssuanceError(f"{classified}; the site returned a server error, "
+                                      "so certsvc retries")
+    return classified
 
 
 def from_exception(error: Exception, hostname: str,

@@ -10,6 +10,8 @@ import psycopg
 from service.backends import Backends
 from service.config import Settings
 from worker.acme_client import AcmeSession
+from worker.retry_policy import RetryPolicy
+from worker.self_check_step import HttpSelfCheck, SelfCheck
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +27,13 @@ class WorkerContext:
     still holding one.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, backends: Backends | None = None,
+                 self_check: SelfCheck | None = None) -> None:
         self.settings = settings
-        self.backends = Backends.connect(settings, pool_max_size=4)
+        self.backends = backends or Backends.connect(settings, pool_max_size=4)
+        self.retry_policy = RetryPolicy.from_settings(settings)
+        self.self_check = self_check or HttpSelfCheck(settings, self.backends.redis,
+                                                      self.backends.keys)
         self._lock_connection: psycopg.Connection | None = None
         self._acme_session: AcmeSession | None = None
 
@@ -49,6 +55,12 @@ class WorkerContext:
     def forget_acme_session(self) -> None:
         """Drop the session so that the next job fetches the directory and account again."""
         self._acme_session = None
+
+    def close(self) -> None:
+        """Close the lock connection. The backends are closed by their creator."""
+        if self._lock_connection is not None:
+            self._lock_connection.close()
+            self._lock_connection = None
 
 
 def get_context() -> WorkerContext:

@@ -30,11 +30,17 @@ class SelfCheckFailed(IssuanceError):
 
     Retryable: the check spends none of the CA's rate limits, and the usual causes
     (DNS not yet pointed at the platform, a proxy rule) are fixed by the user while
-    the issuance waits.
+    the issuance waits. reason labels the cause for metrics; summary is the check's
+    full story (each hop) for the domain's timeline.
     """
 
     retryable = True
 
+    def __init__(self, message: str, reason: str = "unknown", summary: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.summary = summary or message
+
 
 class IssuanceCancelled(Exception):
-    """The issuance or its domain was removed while the attempt ran."""
+    """The issuance was removed, finished elsewhere or taken over by a newer attempt."""

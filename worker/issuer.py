@@ -1,4 +1,5 @@
-"""One issuance attempt, told as a story: lock, check again, order, validate, finalize, save."""
+"""One issuance attempt, step by step: lock, check again, self-check, order (or resume the
+order of an earlier attempt), validate, finalize, save."""
 
 from __future__ import annotations
 
@@ -8,44 +9,47 @@ import time
 import uuid
 
 import psycopg
-import redis
-import requests
-from acme import challenges, messages
-from acme import errors as acme_library_errors
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from acme import messages
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from service.certificate_details import chain_to_pem, describe, seal_private_key
-from service.certificates import certificate_key_associated_data
+from service import metrics
+from service.certificate_details import seal_private_key
+from service.encryption import UnsealError
 from service.event_types import EventType
-from service.force_https import sync_mirror_quietly
 from service.queueing import enqueue_issuance
-from service.redis_keys import HTTP01_TOKEN_TTL_SECONDS, http01_value
-from service.self_check_body import ensure_self_check_body
-from service.store import certificates as certificate_rows
+from service.sealed_columns import order_key_associated_data
 from service.store import domains as domain_rows
 from service.store import events as event_rows
 from service.store import issuances as issuance_rows
+from service.store import ledger as ledger_rows
 from service.store import locks
-from service.store.certificates import NewCertificate
-from service.store.records import IssuanceRecord
-from worker import acme_errors, retry_policy
+from service.store.ledger import LedgerEntry
+from service.store.records import DomainRecord, IssuanceRecord
+from worker import acme_errors, outcomes
 from worker.acme_client import AcmeSession
 from worker.context import WorkerContext
-from worker.errors import (IssuanceCancelled, IssuanceError, PermanentIssuanceError,
-                           SelfCheckFailed, TransientIssuanceError)
+from worker.errors import IssuanceCancelled, IssuanceError, SelfCheckFailed
 from worker.issued_chain import parse_fullchain, verify_issued_chain
-from worker.selfcheck import run_self_check
+from worker.orders import OrderSteps, ValidationFailed
+from worker.rate_limit_guard import RateLimitDelay, registered_domain, reserve_order
+from worker.self_check_step import skip_self_check
 
 logger = logging.getLogger(__name__)
 
-# Limits of one attempt's waits on the CA.
-VALIDATION_TIMEOUT_SECONDS = 90.0
-FINALIZATION_TIMEOUT_SECONDS = 90.0
 # A job that finds the domain locked by another worker runs again after this delay.
 LOCK_BUSY_RETRY_SECONDS = 3.0
+# A job that comes this early for its issuance's next attempt still runs it, so that
+# small clock differences between machines do not strand a retry.
+DUE_TOLERANCE = datetime.timedelta(seconds=1)
+
+
+class RateLimitReached(Exception):
+    """A new order would exceed a CA rate limit; the delay says until when and why."""
+
+    def __init__(self, delay: RateLimitDelay) -> None:
+        super().__init__(delay.reason)
+        self.delay = delay
 
 
 class IssuanceRunner:
@@ -54,10 +58,8 @@ class IssuanceRunner:
     def __init__(self, context: WorkerContext) -> None:
         self.context = context
         self.database = context.backends.database
-        self.redis = context.backends.redis
-        self.keys = context.backends.keys
 
-    def run(self, issuance_id: uuid.UUID) -> None:
+    def run(self, issuance_id: uuid.UUID, job_id: str | None = None) -> None:
         """Run one attempt of an issuance unless it is finished or another worker has it."""
         with self.database.transaction() as connection:
             issuance = issuance_rows.get_issuance(connection, issuance_id)
@@ -71,10 +73,7 @@ class IssuanceRunner:
 
         lock_connection = self.context.lock_connection()
         if not locks.try_lock_domain(lock_connection, issuance.domain_id):
-            logger.info("domain locked by another worker, retrying later hostname=%s "
-                        "issuance_id=%s", issuance.hostname, issuance_id)
-            enqueue_issuance(self.context.backends.issuance_queue(), issuance_id,
-                             at=_utc_now() + datetime.timedelta(seconds=LOCK_BUSY_RETRY_SECONDS))
+            self._on_lock_busy(issuance, job_id)
             return
         try:
             self._run_locked(issuance_id)
@@ -85,260 +84,203 @@ class IssuanceRunner:
                 # Closing the session releases its advisory locks too.
                 lock_connection.close()
 
-    def _run_locked(self, issuance_id: uuid.UUID) -> None:
-        # Check again under the lock: another worker may have finished it meanwhile.
-        with self.database.transaction() as connection:
-            issuance = issuance_rows.get_issuance(connection, issuance_id)
-        if issuance is None or issuance.finished:
+    def _on_lock_busy(self, issuance: IssuanceRecord, job_id: str | None) -> None:
+        if job_id is not None and issuance.job_id is not None and job_id != issuance.job_id:
+            # A duplicate (a recovered job whose original turned up): the holder of the
+            # lock, or the job the row names, carries the issuance on.
+            logger.info("domain locked and this job is a duplicate, dropping it hostname=%s "
+                        "issuance_id=%s job_id=%s", issuance.hostname, issuance.id, job_id)
             return
-        if issuance.next_attempt_at is not None and issuance.next_attempt_at > _utc_now():
-            logger.info("issuance not due yet issuance_id=%s next_attempt_at=%s",
-                        issuance_id, issuance.next_attempt_at.isoformat())
-            return
+        retry_at = _utc_now() + datetime.timedelta(seconds=LOCK_BUSY_RETRY_SECONDS)
+        logger.info("domain locked by another worker, retrying later hostname=%s "
+                    "issuance_id=%s job_id=%s", issuance.hostname, issuance.id, job_id)
+        enqueue_issuance(self.context.backends.issuance_queue(), issuance.id, at=retry_at)
 
-        attempt = issuance.attempt + 1
+    def _run_locked(self, issuance_id: uuid.UUID) -> None:
+        started = time.monotonic()
+        begun = self._begin_attempt(issuance_id)
+        if begun is None:
+            return
+        issuance, domain = begun
+        logger.info("starting issuance attempt hostname=%s issuance_id=%s attempt=%d",
+                    issuance.hostname, issuance.id, issuance.attempt)
         try:
-            issuance = self._transition(
-                issuance.id, "SELF_CHECK", EventType.ISSUANCE_STARTED,
-                f"attempt {attempt} started", attempt=attempt, next_attempt_at=None)
-            logger.info("starting issuance attempt hostname=%s issuance_id=%s attempt=%d",
-                        issuance.hostname, issuance.id, attempt)
-            issuance = self._self_check(issuance)
-            self._obtain(issuance)
+            self._attempt(issuance, domain)
         except IssuanceCancelled:
-            logger.info("issuance removed while running issuance_id=%s", issuance_id)
+            logger.info("issuance removed or taken over while running issuance_id=%s attempt=%d",
+                        issuance.id, issuance.attempt)
+        except RateLimitReached as reached:
+            outcomes.record_delay(self.context, issuance, reached.delay)
         except IssuanceError as error:
-            self._record_failure(issuance, error)
+            outcomes.record_failure(self.context, issuance, error)
         except Exception as error:  # a bug or an unclassified failure: retry, within limits
             logger.exception("issuance attempt failed unexpectedly hostname=%s issuance_id=%s "
-                             "attempt=%d", issuance.hostname, issuance.id, attempt)
-            self._record_failure(issuance, acme_errors.from_exception(error, issuance.hostname))
+                             "attempt=%d", issuance.hostname, issuance.id, issuance.attempt)
+            outcomes.record_failure(self.context, issuance,
+                                    acme_errors.from_exception(error, issuance.hostname))
+        finally:
+            metrics.ATTEMPT_DURATION.observe(time.monotonic() - started)
 
-    def _self_check(self, issuance: IssuanceRecord) -> IssuanceRecord:
-        """Run the self-check; move to ORDERING if it passes, raise SelfCheckFailed if not."""
-        try:
-            body = ensure_self_check_body(self.redis, self.keys, issuance.hostname)
-        except redis.RedisError as error:
-            raise TransientIssuanceError(
-                f"Redis is unavailable, so the self-check of {issuance.hostname} could not "
-                f"start ({error}); certsvc tries again") from error
-        result = run_self_check(self.context.settings, issuance.hostname, body)
-        if result.ok:
-            return self._transition(issuance.id, "ORDERING", EventType.SELF_CHECK_PASSED,
-                                    result.summary())
-        # The domain shows why it is stuck while the retry waits.
+    def _begin_attempt(self, issuance_id: uuid.UUID
+                       ) -> tuple[IssuanceRecord, DomainRecord] | None:
+        """Check again under the lock and start the next attempt, in one transaction.
+
+        Returns None when there is nothing to do: the issuance finished meanwhile, its
+        next attempt is not due, or its domain is gone.
+        """
+        policy = self.context.retry_policy
         with self.database.transaction() as connection:
-            current = issuance_rows.lock_issuance(connection, issuance.id)
-            if current is None or current.finished:
-                raise IssuanceCancelled()
-            event_rows.add_event(connection, issuance.domain_id, EventType.SELF_CHECK_FAILED,
-                                 result.summary(), issuance.id)
-            domain_rows.update_domain(connection, issuance.domain_id, last_error=result.message)
-        raise SelfCheckFailed(result.message)
+            issuance = issuance_rows.lock_issuance(connection, issuance_id)
+            if issuance is None or issuance.finished:
+                return None
+            due = issuance.next_attempt_at
+            if due is not None and due > _utc_now() + DUE_TOLERANCE:
+                logger.info("issuance not due yet issuance_id=%s next_attempt_at=%s",
+                            issuance_id, due.isoformat())
+                return None
+            domain = domain_rows.get_domain_by_id(connection, issuance.domain_id)
+            if domain is None:
+                return None
+            if issuance.attempt >= policy.max_attempts:
+                # Only an attempt that was interrupted (its worker stopped) gets here.
+                reason = (f"gave up after {issuance.attempt} attempts, the most allowed; the "
+                          f"last one was interrupted. Last error: {issuance.error or 'none'}")
+                domain_rows.update_domain(connection, domain.id, last_error=reason,
+                                          status="ACTIVE" if domain.certificate_id else "FAILED")
+                issuance_rows.update_issuance(connection, issuance.id, state="FAILED",
+                                              error=reason, order_key_sealed=None)
+                event_rows.add_event(connection, domain.id, EventType.ISSUANCE_FAILED, reason,
+                                     issuance.id)
+                logger.error("issuance failed, giving up hostname=%s issuance_id=%s attempt=%d: %s",
+                             issuance.hostname, issuance.id, issuance.attempt, reason)
+                return None
+            attempt = issuance.attempt + 1
+            first_state = "ORDERING" if self.context.self_check is skip_self_check else "SELF_CHECK"
+            issuance = issuance_rows.update_issuance(connection, issuance.id, state=first_state,
+                                                     attempt=attempt, next_attempt_at=None)
+            event_rows.add_event(connection, domain.id, EventType.ISSUANCE_STARTED,
+                                 f"attempt {attempt} started", issuance.id)
+        return issuance, domain
 
-    def _obtain(self, issuance: IssuanceRecord) -> None:
+    def _attempt(self, issuance: IssuanceRecord, domain: DomainRecord) -> None:
         hostname = issuance.hostname
+        self._self_check(issuance)
         session = self.context.acme_session()
-        private_key = ec.generate_private_key(ec.SECP256R1())
-        csr_pem = _make_csr(private_key, hostname)
-
+        steps = OrderSteps(session, self.context.backends.redis, self.context.backends.keys,
+                           hostname, issuance.id)
         try:
-            order = session.call(lambda client: client.new_order(csr_pem))
-            self._transition(issuance.id, "VALIDATING", EventType.ORDER_CREATED,
-                             "the CA accepted the order", order_url=order.uri)
-            tokens = self._answer_challenges(session, order, hostname)
-            self._wait_for_authorizations(session, order, hostname)
-            self._transition(issuance.id, "FINALIZING", EventType.CHALLENGE_VALIDATED,
+            order, private_key = self._resume_or_place(steps, session, issuance, domain)
+            steps.answer_challenges(order)
+            steps.wait_for_authorizations(order)
+            self._transition(issuance, "FINALIZING", EventType.CHALLENGE_VALIDATED,
                              f"the CA validated the http-01 challenge for {hostname}")
-            fullchain_pem = self._finalize(session, order)
-        except IssuanceError:
+            fullchain_pem = steps.finalize(order)
+        except ValidationFailed as failure:
+            self._record_failed_validation(session, issuance, domain)
+            raise failure.error from failure
+        except (IssuanceError, IssuanceCancelled, RateLimitReached):
             raise
         except Exception as error:
-            raise acme_errors.from_exception(error, hostname, session.network.retry_after()) from error
+            raise acme_errors.from_exception(error, hostname,
+                                             session.network.retry_after_for(error)) from error
 
         chain = parse_fullchain(fullchain_pem, hostname)
         verify_issued_chain(chain, private_key, hostname)
-        self._store(issuance, chain, private_key)
-        self._remove_tokens(hostname, tokens)
+        outcomes.store_certificate(self.context, issuance, chain, private_key)
+        steps.remove_tokens()
 
-    def _answer_challenges(self, session: AcmeSession, order: messages.OrderResource,
-                           hostname: str) -> list[str]:
-        """Publish the key authorization of each pending http-01 challenge and answer it."""
-        tokens = []
-        for authorization in order.authorizations:
-            if authorization.body.status == messages.STATUS_VALID:
-                continue  # the CA reused an earlier validation
-            challenge = _http01_challenge(authorization, hostname)
-            response, key_authorization = challenge.response_and_validation(session.account_key)
-            token = challenge.chall.encode("token")
-            self._publish_token(hostname, token, key_authorization)
-            tokens.append(token)
-            session.call(lambda client: client.answer_challenge(challenge, response))
-        return tokens
-
-    def _publish_token(self, hostname: str, token: str, key_authorization: str) -> None:
-        tokens_key = self.keys.http01_tokens_of(hostname)
-        with self.redis.pipeline(transaction=True) as pipeline:
-            pipeline.set(self.keys.http01(token), http01_value(hostname, key_authorization),
-                         ex=HTTP01_TOKEN_TTL_SECONDS)
-            pipeline.sadd(tokens_key, token)
-            pipeline.expire(tokens_key, HTTP01_TOKEN_TTL_SECONDS)
-            pipeline.execute()
-        logger.debug("published http-01 token hostname=%s token=%s", hostname, token)
-
-    def _wait_for_authorizations(self, session: AcmeSession, order: messages.OrderResource,
-                                 hostname: str) -> None:
-        deadline = time.monotonic() + VALIDATION_TIMEOUT_SECONDS
-        for authorization in order.authorizations:
-            if authorization.body.status == messages.STATUS_VALID:
-                continue
-            final = session.poll_until(
-                lambda: session.client.poll(authorization),
-                lambda polled: polled.body.status != messages.STATUS_PENDING,
-                deadline, f"validation of {hostname}")
-            if final.body.status != messages.STATUS_VALID:
-                raise acme_errors.from_validation_failure(
-                    acme_library_errors.ValidationError([final]), hostname)
-
-    def _finalize(self, session: AcmeSession, order: messages.OrderResource) -> str:
-        """Send the CSR, wait for the order to become valid, and download the chain."""
-        deadline = time.monotonic() + FINALIZATION_TIMEOUT_SECONDS
-        try:
-            order = session.client.begin_finalization(order)
-        except messages.Error as error:
-            if error.code != "orderNotReady":
-                raise
-        final = session.poll_until(
-            lambda: _order_status(session, order),
-            lambda body: body.status in (messages.STATUS_VALID, messages.STATUS_INVALID)
-            and (body.status == messages.STATUS_INVALID or body.certificate is not None),
-            deadline, "the CA to issue the certificate")
-        if final.status == messages.STATUS_INVALID:
-            if final.error is not None:
-                raise final.error
-            raise PermanentIssuanceError("the CA marked the order invalid without a reason")
-        return session.post_as_get(final.certificate).text
-
-    def _store(self, issuance: IssuanceRecord, chain: list[x509.Certificate],
-               private_key: ec.EllipticCurvePrivateKey) -> None:
-        """Store the certificate and make it the domain's active one, in one transaction."""
-        details = describe(chain[0])
-        certificate_id = uuid.uuid4()
-        sealed_key = seal_private_key(self.context.backends.keyring, private_key,
-                                      certificate_key_associated_data(issuance.domain_id))
-        with self.database.transaction() as connection:
-            current = issuance_rows.lock_issuance(connection, issuance.id)
-            if current is None or current.finished:
-                raise IssuanceCancelled()
-            certificate_rows.insert_certificate(connection, NewCertificate(
-                id=certificate_id, domain_id=issuance.domain_id, source="LETS_ENCRYPT",
-                hostnames=details.hostnames, chain_pem=chain_to_pem(chain),
-                private_key_sealed=sealed_key, key_type=details.key_type,
-                not_before=details.not_before, not_after=details.not_after,
-                issuer=details.issuer, serial_number=details.serial_number,
-                sha256_fingerprint=details.sha256_fingerprint, warnings=[],
-                issuance_id=issuance.id,
-            ))
-            domain_rows.update_domain(connection, issuance.domain_id, status="ACTIVE",
-                                      certificate_id=certificate_id, last_error="")
-            issuance_rows.update_issuance(connection, issuance.id, state="SUCCEEDED",
-                                          certificate_id=certificate_id, error="")
-            event_rows.add_event(
-                connection, issuance.domain_id, EventType.ISSUANCE_SUCCEEDED,
-                f"certificate issued by {details.issuer}, serial {details.serial_number}, "
-                f"valid until {details.not_after:%Y-%m-%d %H:%M} UTC", issuance.id)
-            domain = domain_rows.get_domain_by_id(connection, issuance.domain_id)
-        logger.info("issuance succeeded hostname=%s issuance_id=%s certificate_id=%s",
-                    issuance.hostname, issuance.id, certificate_id)
-        if domain is not None:
-            sync_mirror_quietly(self.context.backends, domain)
-
-    def _remove_tokens(self, hostname: str, tokens: list[str]) -> None:
-        if not tokens:
+    def _self_check(self, issuance: IssuanceRecord) -> None:
+        """Run the self-check, so that a domain that cannot pass validation spends no order."""
+        if self.context.self_check is skip_self_check:
             return
-        try:
-            self.redis.delete(*(self.keys.http01(token) for token in tokens))
-            self.redis.srem(self.keys.http01_tokens_of(hostname), *tokens)
-        except redis.RedisError as error:
-            logger.warning("could not remove http-01 tokens hostname=%s: %s (they expire "
-                           "on their own)", hostname, error)
+        result = self.context.self_check(issuance.hostname)
+        if not result.ok:
+            message = result.message or f"the self-check of {issuance.hostname} failed"
+            raise SelfCheckFailed(message, reason=result.reason or "unknown",
+                                  summary=result.summary)
+        self._transition(issuance, "ORDERING", EventType.SELF_CHECK_PASSED,
+                         result.summary or "self-check passed")
 
-    def _record_failure(self, issuance: IssuanceRecord, error: IssuanceError) -> None:
-        """Schedule the next attempt of a retryable failure, or fail the issuance for good."""
-        attempt = issuance.attempt
-        message = str(error)
-        retry_at = retry_policy.next_attempt_at(attempt, error) if error.retryable else None
-        with self.database.transaction() as connection:
-            current = issuance_rows.lock_issuance(connection, issuance.id)
-            if current is None or current.finished:
-                return
-            if retry_at is not None:
-                issuance_rows.update_issuance(connection, issuance.id, state="QUEUED",
-                                              error=message, next_attempt_at=retry_at)
-                event_rows.add_event(
-                    connection, issuance.domain_id, EventType.ISSUANCE_RETRY_SCHEDULED,
-                    f"attempt {attempt} failed: {message}; next attempt at "
-                    f"{retry_at:%Y-%m-%d %H:%M:%S} UTC", issuance.id)
-            else:
-                issuance_rows.update_issuance(connection, issuance.id, state="FAILED",
-                                              error=message, next_attempt_at=None)
-                domain = domain_rows.get_domain_by_id(connection, issuance.domain_id)
-                if domain is not None:
-                    status = "ACTIVE" if domain.certificate_id is not None else "FAILED"
-                    domain_rows.update_domain(connection, domain.id, status=status,
-                                              last_error=message)
-                event_rows.add_event(connection, issuance.domain_id, EventType.ISSUANCE_FAILED,
-                                     f"attempt {attempt} failed, giving up: {message}",
-                                     issuance.id)
-        if retry_at is not None:
-            job_id = enqueue_issuance(self.context.backends.issuance_queue(), issuance.id,
-                                      at=retry_at)
+    def _resume_or_place(self, steps: OrderSteps, session: AcmeSession,
+                         issuance: IssuanceRecord, domain: DomainRecord
+                         ) -> tuple[messages.OrderResource, ec.EllipticCurvePrivateKey]:
+        """Resume the order an earlier attempt placed, or place a new one within the limits."""
+        resumable_key = self._order_key(issuance)
+        if issuance.order_url and resumable_key is not None:
+            order = steps.resume(issuance.order_url, resumable_key)
+            if order is not None:
+                self._transition(issuance, "VALIDATING", EventType.ORDER_RESUMED,
+                                 "resumed the order of an earlier attempt")
+                logger.info("resumed order hostname=%s issuance_id=%s attempt=%d order_url=%s",
+                            issuance.hostname, issuance.id, issuance.attempt, order.uri)
+                return order, resumable_key
+
+        settings = self.context.settings
+        entry = LedgerEntry(directory_url=settings.acme_directory_url,
+                            account_id=session.account_id, kind="order",
+                            hostname=issuance.hostname,
+                            registered_domain=registered_domain(issuance.hostname),
+                            renewal=domain.certificate_source == "LETS_ENCRYPT",
+                            issuance_id=issuance.id)
+        limits = settings.acme_rate_limits
+        if limits:
             with self.database.transaction() as connection:
-                issuance_rows.update_issuance(connection, issuance.id, job_id=job_id)
-            logger.warning("issuance attempt failed, will retry hostname=%s issuance_id=%s "
-                           "attempt=%d next_attempt_at=%s: %s", issuance.hostname, issuance.id,
-                           attempt, retry_at.isoformat(), message)
-        else:
-            logger.error("issuance failed, giving up hostname=%s issuance_id=%s attempt=%d: %s",
-                         issuance.hostname, issuance.id, attempt, message)
+                delay = reserve_order(connection, limits, entry, _utc_now())
+            if delay is not None:
+                raise RateLimitReached(delay)
 
-    def _transition(self, issuance_id: uuid.UUID, state: str, event_type: EventType,
+        private_key = ec.generate_private_key(ec.SECP256R1())
+        order = steps.place(private_key)
+        sealed_key = seal_private_key(self.context.backends.keyring, private_key,
+                                      order_key_associated_data(issuance.id))
+        with self.database.transaction() as connection:
+            outcomes.lock_current_attempt(connection, issuance)
+            issuance_rows.update_issuance(connection, issuance.id, state="VALIDATING",
+                                          order_url=order.uri, order_key_sealed=sealed_key)
+            event_rows.add_event(connection, issuance.domain_id, EventType.ORDER_CREATED,
+                                 "the CA accepted the order", issuance.id)
+            if not limits:
+                # Without limits the ledger only records; the order row joins this transaction.
+                ledger_rows.add_entry(connection, entry)
+        return order, private_key
+
+    def _order_key(self, issuance: IssuanceRecord) -> ec.EllipticCurvePrivateKey | None:
+        if not issuance.order_url:
+            return None
+        with self.database.transaction() as connection:
+            sealed = issuance_rows.get_order_key(connection, issuance.id)
+        if sealed is None:
+            return None
+        try:
+            key_der = self.context.backends.keyring.unseal(
+                sealed, order_key_associated_data(issuance.id))
+        except UnsealError as error:
+            logger.warning("cannot unseal the order key, placing a new order hostname=%s "
+                           "issuance_id=%s: %s", issuance.hostname, issuance.id, error)
+            return None
+        key = serialization.load_der_private_key(key_der, password=None)
+        return key if isinstance(key, ec.EllipticCurvePrivateKey) else None
+
+    def _record_failed_validation(self, session: AcmeSession, issuance: IssuanceRecord,
+                                  domain: DomainRecord) -> None:
+        entry = LedgerEntry(directory_url=self.context.settings.acme_directory_url,
+                            account_id=session.account_id, kind="failed_validation",
+                            hostname=issuance.hostname,
+                            registered_domain=registered_domain(issuance.hostname),
+                            renewal=domain.certificate_source == "LETS_ENCRYPT",
+                            issuance_id=issuance.id)
+        with self.database.transaction() as connection:
+            ledger_rows.add_entry(connection, entry)
+
+    def _transition(self, issuance: IssuanceRecord, state: str, event_type: EventType,
                     message: str, **columns: object) -> IssuanceRecord:
         """Move an issuance to state and record the event, in one transaction."""
         with self.database.transaction() as connection:
-            current = issuance_rows.lock_issuance(connection, issuance_id)
-            if current is None or current.finished:
-                raise IssuanceCancelled()
-            updated = issuance_rows.update_issuance(connection, issuance_id, state=state,
+            outcomes.lock_current_attempt(connection, issuance)
+            updated = issuance_rows.update_issuance(connection, issuance.id, state=state,
                                                     **columns)
-            event_rows.add_event(connection, updated.domain_id, event_type, message, issuance_id)
+            event_rows.add_event(connection, updated.domain_id, event_type, message, issuance.id)
         return updated
-
-
-def _http01_challenge(authorization: messages.AuthorizationResource,
-                      hostname: str) -> messages.ChallengeBody:
-    for challenge in authorization.body.challenges:
-        if isinstance(challenge.chall, challenges.HTTP01):
-            return challenge
-    offered = ", ".join(c.chall.typ for c in authorization.body.challenges)
-    raise PermanentIssuanceError(
-        f"the CA offered no http-01 challenge for {hostname} (offered: {offered})")
-
-
-def _order_status(session: AcmeSession,
-                  order: messages.OrderResource) -> tuple[messages.Order, requests.Response]:
-    response = session.post_as_get(order.uri)
-    return messages.Order.from_json(response.json()), response
-
-
-def _make_csr(private_key: ec.EllipticCurvePrivateKey, hostname: str) -> bytes:
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
-        .sign(private_key, hashes.SHA256())
-    )
-    return csr.public_bytes(serialization.Encoding.PEM)
 
 
 def _utc_now() -> datetime.datetime:

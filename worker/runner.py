@@ -5,27 +5,52 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
+import threading
 
+import redis
 import rq
-from rq.scheduler import RQScheduler
 
-from service.backends import connect_redis
+from service.backends import Backends
 from service.config import DEV_INSECURE_WARNING, Settings
-from service.redis_keys import RedisKeys
+from service.metrics import start_metrics_server
 from worker.context import WorkerContext, set_context
-from worker.mirror_rebuild import start_mirror_rebuilds
+from worker.periodic_tasks import periodic_tasks
+from worker.scheduler import Scheduler, SchedulerContext
 
 logger = logging.getLogger(__name__)
+
+# After RQ's work loop ended on a Redis failure, the worker starts it again this much later.
+WORK_LOOP_RESTART_SECONDS = 2.0
+# How long the thread that listens for RQ commands (shutdown, kill-horse) blocks per
+# read. RQ uses 60 s, and redis-py 8 waits for that read to end when the worker stops.
+# A shorter read keeps a worker that got SIGTERM from lingering for up to a minute.
+COMMAND_LISTENER_POLL_SECONDS = 1
 
 
 class IssuanceWorker(rq.SimpleWorker):
     """An RQ worker that runs each job in its own process instead of a forked child.
 
     Jobs then share one Postgres pool, one Redis client and one ACME session (with its
-    account and nonces) across the life of the worker. A job's time limit still holds:
-    SimpleWorker enforces it with SIGALRM in this process.
+    account and nonces) across the life of the worker, and no gRPC channel or Postgres
+    connection is ever forked. A job's time limit still holds: SimpleWorker enforces it
+    with SIGALRM in this process.
     """
+
+    stop_signalled = False
+
+    def subscribe(self) -> None:
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=COMMAND_LISTENER_POLL_SECONDS, daemon=True,
+            exception_handler=self._pubsub_exception_handler)
+
+    def request_stop(self, signum, frame):  # noqa: ANN001 (RQ's signal handler signature)
+        # SIGTERM or SIGINT: RQ finishes the current job, then leaves its work loop.
+        self.stop_signalled = True
+        super().request_stop(signum, frame)
 
 
 def run_worker(settings: Settings, argv: list[str]) -> None:
@@ -41,26 +66,60 @@ def run_worker(settings: Settings, argv: list[str]) -> None:
 
     context = WorkerContext(settings)
     set_context(context)
+    start_metrics_server(settings, "worker")
     queue = context.backends.issuance_queue()
-    name = arguments.name or f"certsvc-{socket.gethostname()}-{os.getpid()}"
-    worker = IssuanceWorker([queue], connection=context.backends.redis, name=name)
-    logger.info("worker starting name=%s queue=%s burst=%s", name, queue.name, arguments.burst)
-    worker.work(burst=arguments.burst, logging_level=settings.log_level)
+    base_name = arguments.name or f"certsvc-{socket.gethostname()}-{os.getpid()}"
+    stopping = threading.Event()
+    loop = 0
+    while not stopping.is_set():
+        # A fresh name per work loop: after a Redis failure the old registration may
+        # still be there, and RQ refuses two live workers of one name.
+        name = base_name if loop == 0 else f"{base_name}-{loop}"
+        worker = IssuanceWorker([queue], connection=context.backends.redis, name=name)
+        logger.info("worker starting name=%s queue=%s burst=%s", name, queue.name,
+                    arguments.burst)
+        try:
+            worker.work(burst=arguments.burst, logging_level=settings.log_level)
+        except redis.RedisError as error:
+            logger.warning("worker lost Redis name=%s: %s", name, error)
+        if worker.stop_signalled or arguments.burst:
+            break
+        logger.warning("work loop ended unexpectedly, restarting in %gs name=%s",
+                       WORK_LOOP_RESTART_SECONDS, name)
+        _stop_on_signal(stopping)
+        stopping.wait(WORK_LOOP_RESTART_SECONDS)
+        loop += 1
+    context.close()
     context.backends.close()
+    logger.info("worker stopped name=%s", base_name)
 
 
 def run_scheduler(settings: Settings, argv: list[str]) -> None:
     argparse.ArgumentParser(
         prog="certsvc scheduler",
-        description="Move issuance retries to the queue when they are due.",
+        description="Run the periodic jobs: due retries, lost-job recovery, renewals, "
+                    "expiry warnings.",
     ).parse_args(argv)
-    connection = connect_redis(settings.redis_url)
-    queue = rq.Queue(RedisKeys(settings.redis_prefix).issuance_queue, connection=connection)
-    # RQ's scheduler takes a lock per queue in Redis, so several scheduler processes
-    # move each scheduled job once.
-    scheduler = RQScheduler([queue], connection=connection, interval=1)
-    scheduler.acquire_locks()
-    logger.info("scheduler starting queue=%s active=%s", queue.name,
-                bool(scheduler.acquired_locks))
-    start_mirror_rebuilds(settings)
-    scheduler.work()
+    if settings.dev_insecure:
+        logger.warning(DEV_INSECURE_WARNING)
+    backends = Backends.connect(settings)
+    start_metrics_server(settings, "scheduler", backends)
+    name = f"certsvc-scheduler-{socket.gethostname()}-{os.getpid()}"
+    scheduler = Scheduler(SchedulerContext(settings, backends, name), periodic_tasks(settings))
+    stopping = threading.Event()
+    _stop_on_signal(stopping)
+    scheduler.start()
+    stopping.wait()
+    logger.info("scheduler stopping name=%s", name)
+    scheduler.stop()
+    backends.close()
+    logger.info("scheduler stopped name=%s", name)
+
+
+def _stop_on_signal(stopping: threading.Event) -> None:
+    def request_stop(signum: int, _frame: object) -> None:
+        logger.info("received %s; stopping", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)

@@ -18,6 +18,7 @@ from service.api.servicer import CertificateServicer
 from service.backends import Backends
 from service.config import DEV_INSECURE_WARNING, ConfigError, Settings
 from service.grpc_gen.certsvc.v1 import certsvc_pb2, certsvc_pb2_grpc
+from service.metrics import start_metrics_server
 from service.trust_bundle import load_trust_anchors
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ def serve(settings: Settings) -> None:
     """Run the api until SIGTERM or SIGINT, then shut down gracefully."""
     load_trust_anchors(settings.trust_bundle)  # a bad CERTSVC_TRUST_BUNDLE stops the start
     backends = Backends.connect(settings, cache_certificates=True)
+    start_metrics_server(settings, "api", backends)
     # Redis may have lost the mirror (a restart, an eviction); Postgres has the truth.
     force_https.rebuild_mirror_quietly(backends.database, backends.redis, backends.keys)
     api = create_server(settings, backends)

@@ -12,11 +12,6 @@ from service.store.records import AccountRecord
 _COLUMNS = "id, directory_url, account_url, private_key_sealed, contact, status, created_at"
 
 
-def account_key_associated_data(account_id: uuid.UUID) -> bytes:
-    """Associated data that binds a sealed ACME account key to its row."""
-    return f"certsvc/acme-account-key/{account_id}".encode()
-
-
 def get_valid_account(connection: psycopg.Connection, directory_url: str) -> AccountRecord | None:
     with connection.cursor(row_factory=class_row(AccountRecord)) as cursor:
         return cursor.execute(

@@ -33,6 +33,8 @@ class NewCertificate:
     sha256_fingerprint: str
     warnings: list[str]
     issuance_id: uuid.UUID | None = None
+    renew_after: datetime.datetime | None = None
+    """When the scheduler renews it; None for certificates certsvc does not renew."""
 
 
 def insert_certificate(connection: psycopg.Connection,

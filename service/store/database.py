@@ -7,6 +7,7 @@ import logging
 import time
 import weakref
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -24,6 +25,38 @@ CONNECT_TIMEOUT_SECONDS = 5
 # The check costs a round trip, which on a busy api is a fifth of the throughput of a
 # one-query call.
 CHECK_AFTER_IDLE_SECONDS = 2.0
+# While the last attempt to connect failed less than this long ago, callers wait at most
+# FAST_FAIL_ACQUIRE_SECONDS for a connection, so calls fail fast while Postgres is down.
+UNREACHABLE_MEMORY_SECONDS = 10.0
+FAST_FAIL_ACQUIRE_SECONDS = 0.5
+
+
+class _ConnectOutcome:
+    """The result of the pool's latest attempt to open a server connection."""
+
+    def __init__(self) -> None:
+        self.failed_at: float | None = None
+
+    def recently_failed(self) -> bool:
+        failed_at = self.failed_at
+        return failed_at is not None and time.monotonic() - failed_at < UNREACHABLE_MEMORY_SECONDS
+
+
+def _connection_class(outcome: _ConnectOutcome) -> type[psycopg.Connection]:
+    """Return a connection class that records in outcome whether connecting worked."""
+
+    class TrackedConnection(psycopg.Connection):
+        @classmethod
+        def connect(cls, *args: Any, **kwargs: Any) -> TrackedConnection:
+            try:
+                connection = super().connect(*args, **kwargs)
+            except psycopg.OperationalError:
+                outcome.failed_at = time.monotonic()
+                raise
+            outcome.failed_at = None
+            return connection
+
+    return TrackedConnection
 
 
 class Database:
@@ -35,8 +68,10 @@ class Database:
         self.url = url
         self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection, float] = (
             weakref.WeakKeyDictionary())
+        self._connect_outcome = _ConnectOutcome()
         self.pool = ConnectionPool(
             url,
+            connection_class=_connection_class(self._connect_outcome),
             min_size=min_size,
             max_size=max_size,
             open=False,
@@ -74,10 +109,17 @@ class Database:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
         """Yield a connection inside one transaction: committed on exit, rolled back on error."""
+        unreachable = self._connect_outcome.recently_failed()
         try:
-            with self.pool.connection() as connection:
+            with self.pool.connection(
+                    timeout=FAST_FAIL_ACQUIRE_SECONDS if unreachable else None) as connection:
                 yield connection
         except PoolTimeout:
+            if self._connect_outcome.recently_failed():
+                # The pool logs the connection error itself; callers get no addresses.
+                raise Unavailable(
+                    "the database is unavailable: cannot connect to Postgres; try again shortly"
+                ) from None
             raise Unavailable(
                 "the database is unavailable: no connection became free in time; try again"
             ) from None

@@ -9,14 +9,15 @@ from psycopg.rows import class_row
 
 from service.store.records import DomainRecord
 
-# Domain columns plus the active certificate's source and expiry. A platform hostname
-# is served by the newest platform certificate of its parent domain.
+# Domain columns plus the active certificate's source, expiry and renewal time. A
+# platform hostname is served by the newest platform certificate of its parent domain.
 _SELECT = """
     SELECT d.id, d.hostname, d.unicode_hostname, d.app_id, d.wildcard, d.status,
            d.force_https, d.last_error, d.certificate_id, d.created_at, d.updated_at,
            d.platform,
            COALESCE(c.source, p.source) AS certificate_source,
-           COALESCE(c.not_after, p.not_after) AS certificate_not_after
+           COALESCE(c.not_after, p.not_after) AS certificate_not_after,
+           c.renew_after AS certificate_renew_after
     FROM domains d LEFT JOIN certificates c ON c.id = d.certificate_id
     LEFT JOIN LATERAL (
         SELECT 'PLATFORM'::text AS source, pc.not_after FROM platform_certificates pc

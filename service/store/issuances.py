@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
 
 import psycopg
@@ -12,7 +13,7 @@ from service.store.records import IssuanceRecord
 _COLUMNS = """id, domain_id, hostname, state, attempt, error, next_attempt_at, order_url,
               job_id, certificate_id, created_at, updated_at"""
 _UPDATABLE = {"state", "attempt", "error", "next_attempt_at", "order_url", "job_id",
-              "certificate_id"}
+              "certificate_id", "order_key_sealed"}
 
 
 def create_or_get_in_flight(connection: psycopg.Connection, domain_id: uuid.UUID,
@@ -92,3 +93,25 @@ def lock_in_flight(connection: psycopg.Connection, domain_id: uuid.UUID) -> Issu
             """,
             (domain_id,),
         ).fetchone()
+
+
+def get_order_key(connection: psycopg.Connection, issuance_id: uuid.UUID) -> bytes | None:
+    """Return the sealed private key of the issuance's current order, if one was stored."""
+    row = connection.execute(
+        "SELECT order_key_sealed FROM issuances WHERE id = %s", (issuance_id,)
+    ).fetchone()
+    return None if row is None or row[0] is None else bytes(row[0])
+
+
+def list_in_flight_unchanged_since(connection: psycopg.Connection, before: datetime.datetime,
+                                   limit: int) -> list[IssuanceRecord]:
+    """Return up to limit unfinished issuances not updated since before, oldest first."""
+    with connection.cursor(row_factory=class_row(IssuanceRecord)) as cursor:
+        return cursor.execute(
+            f"""
+            SELECT {_COLUMNS} FROM issuances
+            WHERE state NOT IN ('SUCCEEDED', 'FAILED') AND updated_at < %s
+            ORDER BY updated_at LIMIT %s
+            """,
+            (before, limit),
+        ).fetchall()

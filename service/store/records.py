@@ -25,6 +25,7 @@ class DomainRecord:
     certificate_not_after: datetime.datetime | None = None
     platform: bool = False
     """One label under CERTSVC_PLATFORM_DOMAIN, served by the platform certificate."""
+    certificate_renew_after: datetime.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -291,10 +291,14 @@ def _path_length_problems(certificate: x509.Certificate, subject: str,
 
 
 def _public_key(certificate: x509.Certificate) -> object:
-    """Return the certificate's public key, or None when cryptography cannot load its type."""
+    """Return the certificate's public key, or None when cryptography cannot load it.
+
+    That is a key of an unknown type, or a malformed one (an EC point off its curve
+    raises ValueError).
+    """
     try:
         return certificate.public_key()
-    except UnsupportedAlgorithm:
+    except (UnsupportedAlgorithm, ValueError):
         return None
 
 

@@ -19,10 +19,10 @@ def key_rejection(public_key: object) -> str:
     """Return why browsers would not accept a certificate with this key, or "".
 
     The reason is a clause about the certificate ("its key is ..."), to follow "because".
-    public_key None stands for a key that cryptography cannot load.
+    public_key None stands for a key that cryptography cannot load (unknown or malformed).
     """
     if public_key is None:
-        return "its key uses an algorithm that this service cannot read"
+        return "its public key is malformed or uses an algorithm that this service cannot read"
     name = key_type_name(public_key)
     if isinstance(public_key, rsa.RSAPublicKey):
         if public_key.key_size < MIN_RSA_BITS:
