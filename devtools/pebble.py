@@ -2,7 +2,7 @@
 
 Pebble (Let's Encrypt's test CA, Debian package `pebble`) validates HTTP-01 for real:
 it resolves each name through pebble-challtestsrv, which answers 127.0.0.1 for every
-name unless told otherwise, and fetches the token from the responder on http_port.
+name unless configured otherwise, and fetches the token from the responder on http_port.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class LocalPebble:
         self.processes.clear()
 
     def restart_pebble(self) -> None:
-        """Restart only Pebble: it forgets every account and order, and changes its roots."""
+        """Restart only Pebble, which loses every account and order and gets new roots."""
         pebble = next(p for p in self.processes if p.args[0] == "pebble")
         pebble.send_signal(signal.SIGTERM)
         pebble.wait(timeout=10)

@@ -20,7 +20,7 @@ from service.store.database import Database
 
 logger = logging.getLogger(__name__)
 
-# Redis answers in well under a millisecond; a call that takes seconds means it is down.
+# Redis replies in well under a millisecond, so a call that takes seconds means it is down.
 REDIS_TIMEOUT_SECONDS = 2.0
 # An issuance job whose attempt runs longer than this is stopped by RQ and retried.
 ISSUANCE_JOB_TIMEOUT_SECONDS = 600

@@ -1,4 +1,4 @@
-"""Who is calling: a principal and what it may see."""
+"""The authenticated caller of an RPC and the apps whose domains it may see."""
 
 from __future__ import annotations
 

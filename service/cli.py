@@ -88,6 +88,7 @@ def _run_platform_cert(settings: Settings, argv: list[str]) -> None:
     from service.platform import PlatformCertificateError, install_platform_certificate
     from service.redis_keys import RedisKeys
     from service.store.database import Database
+    from service.trust_bundle import load_trust_anchors
 
     parser = argparse.ArgumentParser(prog="certsvc platform-cert",
                                      description=COMMANDS["platform-cert"])
@@ -99,6 +100,7 @@ def _run_platform_cert(settings: Settings, argv: list[str]) -> None:
         raise ConfigError("CERTSVC_PLATFORM_DOMAIN is not set; set it to the domain the "
                           "wildcard certificate covers (for *.meteorapp.com: meteorapp.com)")
     keyring = Keyring.from_settings(settings)
+    anchors = load_trust_anchors(settings.trust_bundle)
     try:
         chain_pem, key_pem = arguments.chain.read_bytes(), arguments.key.read_bytes()
     except OSError as error:
@@ -108,7 +110,7 @@ def _run_platform_cert(settings: Settings, argv: list[str]) -> None:
     database.open()
     try:
         installed = install_platform_certificate(database, keyring, settings.platform_domain,
-                                                 chain_pem, key_pem)
+                                                 chain_pem, key_pem, anchors)
     except PlatformCertificateError as error:
         raise ConfigError(f"the platform certificate was not installed: {error}") from None
     # Platform hostnames with Force HTTPS on redirect from now on.

@@ -12,11 +12,6 @@ import datetime
 import logging
 import uuid
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
 from service.certificate_details import (CertificateDetails, chain_to_pem, describe,
                                          seal_private_key)
 from service.encryption import Keyring
@@ -25,12 +20,13 @@ from service.event_types import EventType
 from service.sealed_columns import platform_key_associated_data
 from service.store import platform_certificates as platform_rows
 from service.store.database import Database
+from service.validation.certificate_upload import ValidatedUpload, validate_upload
 from service.validation.hostname import Hostname
+from service.validation.problems import UploadRejected
+from service.validation.trust_anchors import TrustAnchors
 
 logger = logging.getLogger(__name__)
 
-MIN_RSA_BITS = 2048
-ALLOWED_CURVES = ("secp256r1", "secp384r1")
 PENDING_REASON = ("waiting for the platform's wildcard certificate, which an operator "
                   "installs with `certsvc platform-cert`")
 
@@ -83,12 +79,17 @@ def platform_domain_of(hostname: str) -> str:
 
 
 def install_platform_certificate(database: Database, keyring: Keyring, platform_domain: str,
-                                 chain_pem: bytes, key_pem: bytes) -> InstalledPlatformCertificate:
+                                 chain_pem: bytes, key_pem: bytes,
+                                 anchors: TrustAnchors) -> InstalledPlatformCertificate:
     """Verify and store the platform's wildcard certificate and activate platform hostnames."""
-    chain, private_key = _verify(platform_domain, chain_pem, key_pem)
+    upload = _verify(platform_domain, chain_pem, key_pem, anchors)
+    for warning in upload.warnings:
+        logger.info("platform certificate accepted with a change: %s", warning)
+    chain = upload.chain
     details = describe(chain[0])
     certificate_id = uuid.uuid4()
-    sealed_key = seal_private_key(keyring, private_key, platform_key_associated_data(certificate_id))
+    sealed_key = seal_private_key(keyring, upload.private_key,
+                                  platform_key_associated_data(certificate_id))
     with database.transaction() as connection:
         platform_rows.insert_platform_certificate(connection, platform_rows.NewPlatformCertificate(
             id=certificate_id, platform_domain=platform_domain, hostnames=details.hostnames,
@@ -108,65 +109,14 @@ def install_platform_certificate(database: Database, keyring: Keyring, platform_
     return InstalledPlatformCertificate(details, activated)
 
 
-def _verify(platform_domain: str, chain_pem: bytes,
-            key_pem: bytes) -> tuple[list[x509.Certificate], rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey]:
-    """Parse the chain and key and check that they can serve *.platform_domain now."""
+def _verify(platform_domain: str, chain_pem: bytes, key_pem: bytes,
+            anchors: TrustAnchors) -> ValidatedUpload:
+    """Check the files by the rules of an uploaded certificate for *.platform_domain."""
     try:
-        chain = x509.load_pem_x509_certificates(chain_pem)
-    except ValueError:
+        return validate_upload(f"*.{platform_domain}", chain_pem.decode("utf-8", "replace"),
+                               key_pem.decode("utf-8", "replace"), "", anchors,
+                               datetime.datetime.now(datetime.timezone.utc))
+    except UploadRejected as rejected:
         raise PlatformCertificateError(
-            "the chain file holds no PEM certificate; pass the full chain in PEM form, the "
-            "wildcard certificate first") from None
-    try:
-        private_key = serialization.load_pem_private_key(key_pem, password=None)
-    except TypeError:
-        raise PlatformCertificateError(
-            "the private key is encrypted; decrypt it first (openssl pkey -in KEY -out "
-            "plain.pem)") from None
-    except ValueError:
-        raise PlatformCertificateError("the key file holds no PEM private key") from None
-    _check_key(private_key)
-
-    leaf = chain[0]
-    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    if leaf.public_key().public_bytes(*spki) != private_key.public_key().public_bytes(*spki):
-        raise PlatformCertificateError(
-            "the private key does not match the first certificate of the chain; pass the key "
-            "of the wildcard certificate and put that certificate first")
-    wildcard = f"*.{platform_domain}"
-    names = describe(leaf).hostnames
-    if wildcard not in names:
-        raise PlatformCertificateError(
-            f"the certificate names {', '.join(names) or 'no DNS names'}, not {wildcard}; "
-            f"the platform certificate must cover {wildcard} (CERTSVC_PLATFORM_DOMAIN)")
-    now = datetime.datetime.now(datetime.timezone.utc)
-    if leaf.not_valid_after_utc <= now:
-        raise PlatformCertificateError(
-            f"the certificate expired at {leaf.not_valid_after_utc:%Y-%m-%d %H:%M} UTC; renew it")
-    if leaf.not_valid_before_utc > now:
-        raise PlatformCertificateError(
-            f"the certificate is not valid before {leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
-    for child, parent in zip(chain, chain[1:]):
-        try:
-            child.verify_directly_issued_by(parent)
-        except (ValueError, TypeError, InvalidSignature):
-            raise PlatformCertificateError(
-                f"{child.subject.rfc4514_string()} is not signed by the next certificate in "
-                f"the chain ({parent.subject.rfc4514_string()}); order the chain leaf first, "
-                "then each issuer") from None
-    return chain, private_key  # type: ignore[return-value]
-
-
-def _check_key(private_key: object) -> None:
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        if private_key.key_size < MIN_RSA_BITS:
-            raise PlatformCertificateError(
-                f"the RSA key has {private_key.key_size} bits; use at least {MIN_RSA_BITS}")
-        return
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        if private_key.curve.name not in ALLOWED_CURVES:
-            raise PlatformCertificateError(
-                f"the key uses the curve {private_key.curve.name}; use P-256 or P-384")
-        return
-    raise PlatformCertificateError(
-        f"the key is {type(private_key).__name__}; browsers accept only RSA and ECDSA keys")
+            " ".join(f"({number}) {problem.message}"
+                     for number, problem in enumerate(rejected.problems, start=1))) from None

@@ -15,7 +15,7 @@ def new_job_id(queue: rq.Queue, issuance_id: uuid.UUID) -> str:
     """Return a fresh job id for an issuance.
 
     Job ids start with the queue name, so each deployment's (or test run's) jobs can
-    be told apart in a shared Redis. Callers store the id on the issuance row before
+    be distinguished in a shared Redis. Callers store the id on the issuance row before
     they enqueue, so that Postgres always names the job to look for.
     """
     return f"{queue.name}-{issuance_id}-{uuid.uuid4().hex[:8]}"

@@ -9,15 +9,15 @@ import uuid
 import pytest
 import redis
 
-from cert_factory import make_chain
 from conftest import unique_hostname, wait_for_issuance
 from devtools import stack
 from devtools.pebble import free_port
+from pki_factory import DAY, Pki, now
 from service import force_https
-from service.certificate_details import chain_to_pem, describe, seal_private_key
-from service.sealed_columns import certificate_key_associated_data
+from service.certificate_details import describe, seal_private_key
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from service.redis_keys import RedisKeys
+from service.sealed_columns import certificate_key_associated_data
 from service.store import certificates as certificate_rows
 from service.store import domains as domain_rows
 from service.store.certificates import NewCertificate
@@ -47,6 +47,10 @@ def redis_client():
     client.close()
 
 
+# Certificates given to domains in these tests come from this one throwaway CA.
+_PKI = Pki.create("force-https")
+
+
 def _get(port: int, target: str, host: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
     request = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -65,15 +69,17 @@ def _get(port: int, target: str, host: str, method: str = "GET") -> tuple[int, d
 
 def _give_certificate(backends, hostname: str, *, expired: bool = False) -> None:
     """Store a certificate for the domain as the worker or an upload would."""
-    chain = make_chain([hostname], expired=expired)
-    details = describe(chain.leaf)
+    dates = ({"not_before": now() - 100 * DAY, "not_after": now() - 10 * DAY} if expired
+             else {})
+    leaf = _PKI.leaf([hostname], key_kind="p256", **dates)
+    details = describe(leaf.certificate)
     with backends.database.transaction() as connection:
         domain = domain_rows.get_domain(connection, hostname)
         certificate_id = uuid.uuid4()
         certificate_rows.insert_certificate(connection, NewCertificate(
             id=certificate_id, domain_id=domain.id, source="CUSTOM",
-            hostnames=details.hostnames, chain_pem=chain_to_pem([chain.leaf, chain.intermediate]),
-            private_key_sealed=seal_private_key(backends.keyring, chain.key,
+            hostnames=details.hostnames, chain_pem=_PKI.chain_pem(leaf),
+            private_key_sealed=seal_private_key(backends.keyring, leaf.key,
                                                 certificate_key_associated_data(domain.id)),
             key_type=details.key_type, not_before=details.not_before,
             not_after=details.not_after, issuer=details.issuer,

@@ -49,6 +49,7 @@ def test_normal_form(typed: str, ascii_name: str, unicode_name: str, wildcard: b
     ("*shop.example.com", ["wildcard"]),
     ("192.0.2.1", ["IP address"]),
     ("[2001:db8::1]", ["IP address"]),
+    ("[::1]:443", ["IP address"]),
     ("2001:db8::1", ["IP address"]),
     ("localhost", ["single label"]),
     ("shop.123", ["digits"]),

@@ -11,9 +11,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from cert_factory import make_chain
 from devtools import stack
 from devtools.pebble import free_port
+from pki_factory import DAY, Pki, now
 from service import certificates
 from service.backends import Backends
 from service.callers import Caller
@@ -25,8 +25,23 @@ PLATFORM_DOMAIN = f"p{uuid.uuid4().hex[:8]}.example.org"
 
 
 @pytest.fixture(scope="module")
-def platform_environment(base_environment: dict[str, str]) -> dict[str, str]:
-    return {**base_environment, "CERTSVC_PLATFORM_DOMAIN": PLATFORM_DOMAIN}
+def pki() -> Pki:
+    return Pki.create("platform")
+
+
+@pytest.fixture(scope="module")
+def platform_environment(base_environment: dict[str, str], pki: Pki,
+                         tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    bundle = tmp_path_factory.mktemp("platform-trust") / "roots.pem"
+    bundle.write_text(pki.root.pem())
+    return {**base_environment, "CERTSVC_PLATFORM_DOMAIN": PLATFORM_DOMAIN,
+            "CERTSVC_TRUST_BUNDLE": str(bundle)}
+
+
+def _files(pki: Pki, names: list[str], **options) -> tuple[bytes, bytes, x509.Certificate]:
+    """Return the chain PEM, key PEM and leaf of a fresh certificate for names."""
+    leaf = pki.leaf(names, key_kind="p256", **options)
+    return pki.chain_pem(leaf).encode(), leaf.key_pem().encode(), leaf.certificate
 
 
 @pytest.fixture(scope="module")
@@ -107,43 +122,46 @@ def test_certificate_not_installed_yet(platform_stub) -> None:
     (["*.other.example.org"], False, f"*.{PLATFORM_DOMAIN}"),
     ([f"*.{PLATFORM_DOMAIN}"], True, "expired"),
 ])
-def test_platform_cert_rejects_unfit(platform_environment, tmp_path, names, expired,
+def test_platform_cert_rejects_unfit(platform_environment, pki, tmp_path, names, expired,
                                      words: str) -> None:
-    chain = make_chain(names, expired=expired)
+    dates = ({"not_before": now() - 100 * DAY, "not_after": now() - 10 * DAY} if expired
+             else {})
+    chain_pem, key_pem, _ = _files(pki, names, **dates)
 
-    completed = _platform_cert(platform_environment, tmp_path, chain.chain_pem, chain.key_pem)
+    completed = _platform_cert(platform_environment, tmp_path, chain_pem, key_pem)
 
     assert completed.returncode == 2
     assert words in completed.stderr + completed.stdout
 
 
-def test_platform_cert_rejects_other_key(platform_environment, tmp_path) -> None:
-    chain = make_chain([f"*.{PLATFORM_DOMAIN}"])
-    other = make_chain([f"*.{PLATFORM_DOMAIN}"])
+def test_platform_cert_rejects_other_key(platform_environment, pki, tmp_path) -> None:
+    chain_pem, _, _ = _files(pki, [f"*.{PLATFORM_DOMAIN}"])
+    _, other_key_pem, _ = _files(pki, [f"*.{PLATFORM_DOMAIN}"])
 
-    completed = _platform_cert(platform_environment, tmp_path, chain.chain_pem, other.key_pem)
+    completed = _platform_cert(platform_environment, tmp_path, chain_pem, other_key_pem)
 
     assert completed.returncode == 2
     assert "does not match" in completed.stderr + completed.stdout
 
 
-def test_install_activates_hostnames(platform_stub, platform_environment, tmp_path) -> None:
-    chain = make_chain([f"*.{PLATFORM_DOMAIN}", PLATFORM_DOMAIN])
+def test_install_activates_hostnames(platform_stub, platform_environment, pki,
+                                     tmp_path) -> None:
+    chain_pem, key_pem, leaf = _files(pki, [f"*.{PLATFORM_DOMAIN}", PLATFORM_DOMAIN])
 
-    completed = _platform_cert(platform_environment, tmp_path, chain.chain_pem, chain.key_pem)
+    completed = _platform_cert(platform_environment, tmp_path, chain_pem, key_pem)
 
     assert completed.returncode == 0, completed.stderr
     early = platform_stub.GetDomain(pb.GetDomainRequest(hostname=f"early.{PLATFORM_DOMAIN}"))
     assert early.status == pb.Domain.ACTIVE
     assert early.last_error == ""
     assert early.certificate_source == pb.PLATFORM
-    assert early.certificate_not_after.ToDatetime().date() == chain.leaf.not_valid_after_utc.date()
+    assert early.certificate_not_after.ToDatetime().date() == leaf.not_valid_after_utc.date()
     later = _add(platform_stub, "later")
     assert later.status == pb.Domain.ACTIVE
     events = platform_stub.ListDomainEvents(
         pb.ListDomainEventsRequest(hostname=f"early.{PLATFORM_DOMAIN}")).events
     assert events[0].type == "PLATFORM_CERTIFICATE_INSTALLED"
-    assert format(chain.leaf.serial_number, "X") in events[0].message
+    assert format(leaf.serial_number, "X") in events[0].message
 
 
 def test_get_certificate_returns_platform_cert(platform_stub) -> None:

@@ -32,8 +32,8 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = "certsvc/0.1 (+acme-python)"
 NETWORK_TIMEOUT_SECONDS = 30
-# certbot's acme library retries a badNonce once; the CA may reject several nonces in a
-# row (Pebble rejects 5% by default), so each request gets this many tries in all.
+# certbot's acme library retries a badNonce only once, but a CA may reject several nonces
+# in a row (Pebble rejects 5% by default). Each request gets this many tries in all.
 BAD_NONCE_TRIES = 10
 # Polling: the first poll comes soon, later ones back off up to the maximum.
 FIRST_POLL_DELAY_SECONDS = 0.05

@@ -20,7 +20,7 @@ PERMANENT_PROBLEMS = frozenset({
     "externalAccountRequired", "compound",
 })
 
-# What to tell the user for problems found while validating a challenge.
+# Advice for the user, per ACME problem type found while validating a challenge.
 _VALIDATION_ADVICE = {
     "connection": "the CA could not connect to port 80 of {host}; check that its A/AAAA "
                   "records point at this platform and that port 80 is open",

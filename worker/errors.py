@@ -1,4 +1,4 @@
-"""Why an issuance attempt failed, and whether trying again can help."""
+"""Issuance failures, split by whether another attempt can succeed."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ _REASONS = {
 
 
 class BadRequest(Exception):
-    """The request cannot be served; status is the HTTP status to answer with."""
+    """The request cannot be served; status is the HTTP status of the error response."""
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)

@@ -1,7 +1,7 @@
 """The HTTP-01 responder: serves key authorizations and self-check bodies from Redis.
 
 It imports nothing of the api or the worker and reads Redis only, so it starts fast
-and keeps answering the CA while everything else restarts.
+and keeps serving the CA while everything else restarts.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 HEALTH_PATH = "/.well-known/certsvc/health"
-# Tokens are base64url (RFC 8555 section 8.1 asks for at least 128 bits of entropy).
+# Tokens are base64url (RFC 8555 section 8.1 requires at least 128 bits of entropy).
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
 # Sized for bursts: the CA sends several requests per challenge at once.
 LISTEN_BACKLOG = 4096

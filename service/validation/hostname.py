@@ -107,7 +107,8 @@ def _reject_url_parts(text: str, name: str) -> None:
 
 
 def _reject_ip_address(name: str) -> None:
-    candidate = name.strip("[]").rstrip(".")
+    # "[2001:db8::1]" and "[2001:db8::1]:443" are IPv6 literals as typed in URLs.
+    candidate = name[1:].partition("]")[0] if name.startswith("[") else name.rstrip(".")
     try:
         ipaddress.ip_address(candidate)
     except ValueError:
