@@ -69,6 +69,9 @@ class CertsvcFleet:
         self._channel: grpc.Channel | None = None
         self.stub: certsvc_pb2_grpc.CertificateServiceStub | None = None
         self.redis = redis.Redis.from_url(scratch.redis_url)
+        # One connection for all of the benchmark's own polling: Postgres is shared and
+        # its connection slots are few.
+        self.connection = psycopg.connect(scratch.database_url, autocommit=True)
         self.queue = rq.Queue(RedisKeys(scratch.redis_prefix).issuance_queue,
                               connection=self.redis)
 
@@ -87,6 +90,7 @@ class CertsvcFleet:
         if self._channel is not None:
             self._channel.close()
         self.redis.close()
+        self.connection.close()
 
     def pid(self, name: str) -> int:
         return self.processes.running[name].pid
@@ -133,15 +137,14 @@ class CertsvcFleet:
 
     def wait_finished(self, issuance_ids: Sequence[uuid.UUID], deadline: Deadline) -> int:
         """Wait until every issuance SUCCEEDED or FAILED, or the deadline; return how many did."""
-        with psycopg.connect(self.scratch.database_url, autocommit=True) as connection:
-            while True:
-                finished = connection.execute(
-                    "SELECT count(*) FROM issuances WHERE id = ANY(%s) "
-                    "AND state IN ('SUCCEEDED', 'FAILED')", (list(issuance_ids),),
-                ).fetchone()[0]
-                if finished == len(issuance_ids) or deadline.expired():
-                    return finished
-                time.sleep(POLL_SECONDS)
+        while True:
+            finished = self.connection.execute(
+                "SELECT count(*) FROM issuances WHERE id = ANY(%s) "
+                "AND state IN ('SUCCEEDED', 'FAILED')", (list(issuance_ids),),
+            ).fetchone()[0]
+            if finished == len(issuance_ids) or deadline.expired():
+                return finished
+            time.sleep(POLL_SECONDS)
 
     def issue_one_by_one(self, hostnames: Sequence[str], deadline: Deadline) -> list[uuid.UUID]:
         """Request each certificate only after the previous one finished: unloaded latency."""
@@ -155,16 +158,15 @@ class CertsvcFleet:
         return issued
 
     def timings(self, issuance_ids: Sequence[uuid.UUID]) -> list[IssuanceTiming]:
-        with psycopg.connect(self.scratch.database_url, autocommit=True) as connection:
-            rows = connection.execute(
-                """
-                SELECT i.state, i.created_at, i.updated_at,
-                       (SELECT min(e.created_at) FROM events e
-                        WHERE e.issuance_id = i.id AND e.type = 'ISSUANCE_STARTED')
-                FROM issuances i WHERE i.id = ANY(%s)
-                """,
-                (list(issuance_ids),),
-            ).fetchall()
+        rows = self.connection.execute(
+            """
+            SELECT i.state, i.created_at, i.updated_at,
+                   (SELECT min(e.created_at) FROM events e
+                    WHERE e.issuance_id = i.id AND e.type = 'ISSUANCE_STARTED')
+            FROM issuances i WHERE i.id = ANY(%s)
+            """,
+            (list(issuance_ids),),
+        ).fetchall()
         return [IssuanceTiming(*row) for row in rows]
 
     # --- resources --------------------------------------------------------------------
