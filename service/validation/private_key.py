@@ -29,6 +29,13 @@ IGNORED_KEY_FILE_LABELS = frozenset({"EC PARAMETERS"})
 
 _DECRYPT_HINT = ("or remove the passphrase with `openssl pkey -in encrypted.key -out plain.key` "
                  "(it asks for the passphrase) and upload plain.key")
+# OpenSSL cannot read OpenSSH's key format, but ssh-keygen can rewrite it as PKCS#8.
+_OPENSSH_DECRYPT_HINT = ("or remove the passphrase with `ssh-keygen -p -N '' -m PKCS8 -f "
+                         "encrypted.key` (it asks for the old passphrase and rewrites the file)")
+
+
+def _decrypt_hint(block: PemBlock) -> str:
+    return _OPENSSH_DECRYPT_HINT if block.label == "OPENSSH PRIVATE KEY" else _DECRYPT_HINT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +114,7 @@ def _decode_key(block: PemBlock, passphrase: str) -> tuple[LoadedKey | None, lis
         if encrypted or (password is not None and block.label == "OPENSSH PRIVATE KEY"):
             return None, [Problem(PASSPHRASE_FIELD, Rank.KEY_READ, (
                 f"the passphrase does not decrypt the private key (block {block.position}, "
-                f"BEGIN {block.label}); check it for typing errors, {_DECRYPT_HINT}"))]
+                f"BEGIN {block.label}); check it for typing errors, {_decrypt_hint(block)}"))]
         return None, [_damaged_problem(block)]
     except UnsupportedAlgorithm:
         return None, [Problem(KEY_FIELD, Rank.KEY_READ, (
@@ -144,4 +151,4 @@ def _damaged_problem(block: PemBlock) -> Problem:
 def _encrypted_problem(block: PemBlock) -> Problem:
     return Problem(KEY_FIELD, Rank.KEY_READ, (
         f"the private key (block {block.position}, BEGIN {block.label}) is encrypted with a "
-        f"passphrase; send the passphrase in the passphrase field, {_DECRYPT_HINT}"))
+        f"passphrase; send the passphrase in the passphrase field, {_decrypt_hint(block)}"))
