@@ -18,6 +18,7 @@ MAX_LABEL_LENGTH = 63
 # Users paste whole URLs; these catch the parts that are not a host name.
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _PORT = re.compile(r":\d*$")
+_CODEPOINT = re.compile(r"U\+[0-9A-F]{4,6}")
 
 
 class HostnameError(ValueError):
@@ -68,7 +69,7 @@ def normalize_hostname(text: str) -> Hostname:
     try:
         mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
     except idna.IDNAError as error:
-        raise HostnameError(f"{text!r} is not a valid host name: {error}") from None
+        raise HostnameError(f"{text!r} is not a valid host name: {_idna_reason(error)}") from None
     labels = mapped.split(".")
     if "" in labels:
         raise HostnameError(f"{text!r} has an empty label (a leading dot or two dots in a row)")
@@ -127,7 +128,8 @@ def _ascii_label(text: str, label: str) -> str:
             ascii_label = idna.alabel(label).decode("ascii")
         except idna.IDNAError as error:
             raise HostnameError(
-                f"{text!r}: the label {label!r} is not a valid internationalized label: {error}"
+                f"{text!r}: the label {label!r} is not a valid internationalized label: "
+                f"{_idna_reason(error)}"
             ) from None
     if len(ascii_label) > MAX_LABEL_LENGTH:
         raise HostnameError(
@@ -148,6 +150,15 @@ def _ascii_label(text: str, label: str) -> str:
             )
         _unicode_label(ascii_label, text)
     return ascii_label
+
+
+def _idna_reason(error: idna.IDNAError) -> str:
+    """Say in words why the idna package rejected a label."""
+    codepoint = _CODEPOINT.search(str(error))
+    if isinstance(error, idna.InvalidCodepoint) and codepoint:
+        return (f"it contains the character {codepoint.group(0)}, which IDNA 2008 does not "
+                "allow in host names")
+    return str(error)
 
 
 def _unicode_label(ascii_label: str, text: str | None = None) -> str:
