@@ -49,6 +49,10 @@ def load_private_key(blocks: list[PemBlock], passphrase: str) -> tuple[LoadedKey
     """Return the one private key of the key field, or the problems that prevent reading it."""
     problems = [problem for block in blocks for problem in _misplaced_block_problems(block)]
     key_blocks = [block for block in blocks if block.label in PRIVATE_KEY_LABELS]
+    # The same key pasted twice has one meaning.
+    distinct = list({block.der: block for block in key_blocks}.values())
+    repeated = len(key_blocks) - len(distinct)
+    key_blocks = distinct
     if len(key_blocks) > 1:
         problems.append(Problem(KEY_FIELD, Rank.INPUT, (
             f"{KEY_FIELD} contains {len(key_blocks)} private keys (blocks "
@@ -61,7 +65,18 @@ def load_private_key(blocks: list[PemBlock], passphrase: str) -> tuple[LoadedKey
             "EC PRIVATE KEY)")))
     if problems:
         return None, problems
-    return _decode_key(key_blocks[0], passphrase)
+    loaded, problems = _decode_key(key_blocks[0], passphrase)
+    stripped = passphrase.strip("\r\n")
+    if loaded is None and stripped != passphrase and stripped:
+        # A passphrase copied from a file often brings its line break along.
+        retried, _ = _decode_key(key_blocks[0], stripped)
+        if retried is not None:
+            loaded, problems = LoadedKey(retried.key, [
+                *retried.warnings, "removed a line break at the end of the passphrase"]), []
+    if loaded is not None and repeated:
+        loaded = LoadedKey(loaded.key, [*loaded.warnings,
+                                        "removed a second copy of the same private key"])
+    return loaded, problems
 
 
 def _misplaced_block_problems(block: PemBlock) -> list[Problem]:
