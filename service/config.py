@@ -271,7 +271,9 @@ class _Environment:
         if value == "":
             return ""
         try:
-            hostname = normalize_hostname(value.removeprefix("*."))
+            # A hosting platform's own domain is often on the Public Suffix List
+            # (meteorapp.com is), because many customers' names live under it.
+            hostname = normalize_hostname(value.removeprefix("*."), allow_public_suffix=True)
         except HostnameError as error:
             raise ConfigError(f"{name}={value!r} is not a domain name: {error}") from None
         if hostname.wildcard:

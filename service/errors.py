@@ -54,6 +54,10 @@ class Unauthenticated(CertsvcError):
     """The call carries no valid credentials."""
 
 
+class ResourceExhausted(CertsvcError):
+    """Too many calls of an expensive kind are running; retrying a little later works."""
+
+
 class Unavailable(CertsvcError):
     """A backing service (Postgres or Redis) cannot be reached; retrying later may work."""
 

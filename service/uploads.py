@@ -29,9 +29,12 @@ from service.store import issuances as issuance_rows
 from service.store.certificates import NewCertificate
 from service.trust_bundle import load_trust_anchors
 from service.validation.certificate_upload import validate_upload
-from service.validation.problems import UploadRejected
+from service.validation.problems import Problem, UploadRejected
 
 logger = logging.getLogger(__name__)
+
+# Upper bound on the problem text of one rejection (see _invalid_argument).
+MAX_PROBLEM_TEXT_CHARACTERS = 2500
 
 SOURCE_CUSTOM = "CUSTOM"
 CANCELLED_BY_UPLOAD = ("cancelled because a custom certificate was uploaded; call "
@@ -102,9 +105,26 @@ def upload_certificate(backends: Backends, caller: Caller, hostname_text: str, c
 
 
 def _invalid_argument(hostname: str, rejected: UploadRejected) -> InvalidArgument:
+    """Describe the problems, most important first, within the size gRPC clients accept.
+
+    The message and the BadRequest details travel in response trailers, which gRPC's C
+    core clients cap at 8 KiB by default, so the text stops at MAX_PROBLEM_TEXT_CHARACTERS
+    and names how many problems were left out.
+    """
     problems = rejected.problems
+    shown: list[Problem] = []
+    size = 0
+    for problem in problems:
+        if shown and size + len(problem.message) > MAX_PROBLEM_TEXT_CHARACTERS:
+            break
+        shown.append(problem)
+        size += len(problem.message)
     count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-    lines = [f"{index}. {problem.message}" for index, problem in enumerate(problems, start=1)]
+    lines = [f"{index}. {problem.message}" for index, problem in enumerate(shown, start=1)]
+    left_out = len(problems) - len(shown)
+    if left_out:
+        lines.append(f"... and {left_out} more; fix the problems above and upload again to see "
+                     "the rest")
     message = f"the certificate upload for {hostname} was rejected with {count}:\n" + "\n".join(lines)
     return InvalidArgument(message, [FieldViolation(problem.field, problem.message)
-                                     for problem in problems])
+                                     for problem in shown])

@@ -26,6 +26,7 @@ import itertools
 import socket
 import ssl
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -92,7 +93,10 @@ class World:
                 served["body"] = body
             headers = dict(served.get("headers", {}))
             if "Location" in headers and "://" in headers["Location"]:
-                headers["Location"] = self.url(headers["Location"])
+                try:
+                    headers["Location"] = self.url(headers["Location"])
+                except ValueError:
+                    pass  # a malformed Location is served as written
             served["headers"] = headers
             responses[(mapped.scheme, mapped.hostname or "", target)] = served
 
@@ -149,7 +153,15 @@ class _ScenarioHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(body)
+        drip_seconds = response.get("drip_seconds")
+        if drip_seconds:
+            # A server that sends its body one byte at a time, as a slow proxy might.
+            for index in range(len(body)):
+                self.wfile.write(body[index:index + 1])
+                self.wfile.flush()
+                time.sleep(drip_seconds)
+        else:
+            self.wfile.write(body)
         self.close_connection = True
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002

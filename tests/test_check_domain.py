@@ -6,6 +6,7 @@ scenarios' servers and DNS answers meet no other test.
 
 from __future__ import annotations
 
+import concurrent.futures
 import uuid
 from collections.abc import Iterator
 
@@ -203,3 +204,38 @@ def test_check_wildcard_domain(check_stub) -> None:
 
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "wildcard" in raised.value.details()
+
+
+def test_check_sets_last_error(check_stub, world, redis_client, redis_prefix) -> None:
+    hostname, check = _check(check_stub, world, redis_client, redis_prefix, lambda host: {
+        "dns": {host: {"A": ["192.0.2.10"]}},
+        "responses": {f"http://{host}{PATH}": {"status": 404}},
+    })
+
+    domain = check_stub.GetDomain(pb.GetDomainRequest(hostname=hostname))
+
+    assert not check.ok
+    assert domain.status == pb.Domain.PENDING
+    assert domain.last_error == check.message
+
+
+def test_concurrent_checks_capped(check_stub, world, redis_client, redis_prefix) -> None:
+    """Slow checks take only some of the api's threads; the rest are turned away."""
+    hostname = f"slow-{uuid.uuid4().hex[:8]}.example.com"
+    check_stub.AddDomain(pb.AddDomainRequest(hostname=hostname, app_id="app-check"))
+    body = redis_client.get(RedisKeys(redis_prefix).self_check_body(hostname)).decode()
+    world.play({"dns": {hostname: {"A": ["192.0.2.77"]}}, "unreachable": {"192.0.2.77": "timeout"}},
+               body)
+
+    def check(_: int) -> grpc.StatusCode:
+        try:
+            check_stub.CheckDomain(pb.CheckDomainRequest(hostname=hostname), timeout=30)
+        except grpc.RpcError as error:
+            return error.code()
+        return grpc.StatusCode.OK
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        codes = list(pool.map(check, range(12)))
+
+    assert codes.count(grpc.StatusCode.OK) == 8
+    assert codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 4

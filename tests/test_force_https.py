@@ -6,6 +6,7 @@ import socket
 import time
 import uuid
 
+import grpc
 import pytest
 import redis
 
@@ -244,3 +245,15 @@ def test_issued_certificate_starts_redirect(stub, pebble) -> None:
     status, headers, _ = _get(pebble.http_port, "/index.html?a=1", hostname)
     assert status == 308
     assert headers["location"] == f"https://{hostname}/index.html?a=1"
+
+
+def test_missing_flag_rejected(stub) -> None:
+    hostname = _add(stub, "noflag")
+    stub.SetForceHttps(pb.SetForceHttpsRequest(hostname=hostname, force_https=True))
+
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.SetForceHttps(pb.SetForceHttpsRequest(hostname=hostname))
+
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "force_https is missing" in raised.value.details()
+    assert stub.GetDomain(pb.GetDomainRequest(hostname=hostname)).force_https is True

@@ -163,3 +163,15 @@ def test_request_body_rejected(responder_port) -> None:
                                     b"Content-Length: 5\r\n\r\nhello")
 
     assert raw.startswith(b"HTTP/1.1 400 ")
+
+
+def test_absolute_form_target(responder_port, redis_client, keys) -> None:
+    """RFC 9112 lets a client name the host in the request line; that host wins."""
+    token, key_authorization = _publish(redis_client, keys, "shop.example.com")
+
+    raw = _exchange(responder_port, (
+        f"GET http://shop.example.com/.well-known/acme-challenge/{token} HTTP/1.1\r\n"
+        "Host: other.example.net\r\nConnection: close\r\n\r\n").encode())
+
+    assert raw.startswith(b"HTTP/1.1 200 ")
+    assert raw.endswith(key_authorization.encode())

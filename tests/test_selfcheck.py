@@ -398,3 +398,25 @@ def test_http_and_caa_failures_both_reported(world) -> None:
     assert not result.ok
     assert "returned 404" in result.message
     assert any("CAA" in warning for warning in result.warnings)
+
+
+def test_malformed_location_fails(world) -> None:
+    host = _host()
+
+    result = _check(world, host, {"dns": {host: {"A": ["192.0.2.10"]}},
+                                  "responses": {f"http://{host}{PATH}": _redirect("http://[bad")}})
+
+    assert not result.ok
+    assert "not a valid URL" in result.message
+
+
+def test_slow_body_times_out(world) -> None:
+    host = _host()
+    slow = {**_ok(), "drip_seconds": 0.5}
+
+    result = _check(world, host, {"dns": {host: {"A": ["192.0.2.10"]}},
+                                  "responses": {f"http://{host}{PATH}": slow}}, deadline=1.5)
+
+    assert not result.ok
+    assert "timed out" in result.message
+    assert "not the self-check body" not in result.message

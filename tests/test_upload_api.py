@@ -347,3 +347,21 @@ def test_unreadable_trust_bundle_stops_api(processes: stack.Processes, tmp_path:
     log = processes.log_text(name)
     assert "CERTSVC_TRUST_BUNDLE" in log
     assert "no PEM certificates" in log
+
+
+def test_many_problems_fit_trailers(upload_stub, pki: Pki) -> None:
+    """Fifty damaged blocks still give a readable INVALID_ARGUMENT, not an oversized reply."""
+    hostname = host_of(unique_zone())
+    leaf = pki.leaf([hostname])
+    upload_stub.AddDomain(pb.AddDomainRequest(hostname=hostname, app_id=APP))
+    damaged = "".join(f"-----BEGIN CERTIFICATE-----\nnot base64 {index}!\n"
+                      "-----END CERTIFICATE-----\n" for index in range(50))
+
+    with pytest.raises(grpc.RpcError) as raised:
+        upload_stub.UploadCertificate(pb.UploadCertificateRequest(
+            hostname=hostname, certificate_chain_pem=pki.chain_pem(leaf) + damaged,
+            private_key_pem=leaf.key_pem()))
+
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "more; fix the problems above" in raised.value.details()
+    assert 0 < len(bad_request(raised.value).field_violations) < 50

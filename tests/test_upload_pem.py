@@ -272,3 +272,61 @@ def test_damaged_key_hides_content(leaf) -> None:
     assert "cannot be read" in problems[0].message
     for line in lines[1:-1]:
         assert line not in problems[0].message
+
+
+def _encrypted_openssh_key() -> str:
+    from pki_factory import make_key
+
+    return make_key("p256").private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        serialization.BestAvailableEncryption(b"fixture-passphrase")).decode()
+
+
+def test_encrypted_openssh_key_decrypts() -> None:
+    blocks = read_pem_blocks(_encrypted_openssh_key(), KEY_FIELD, "PRIVATE KEY").blocks
+
+    loaded, problems = load_private_key(blocks, "fixture-passphrase")
+
+    assert problems == []
+    assert loaded is not None
+
+
+def test_encrypted_openssh_wrong_passphrase() -> None:
+    blocks = read_pem_blocks(_encrypted_openssh_key(), KEY_FIELD, "PRIVATE KEY").blocks
+
+    loaded, problems = load_private_key(blocks, "wrong")
+
+    assert loaded is None
+    assert [problem.field for problem in problems] == [PASSPHRASE_FIELD]
+    assert "ssh-keygen" in problems[0].message
+    assert "openssl pkey" not in problems[0].message
+
+
+def test_passphrase_line_break_removed() -> None:
+    from pki_factory import make_key
+
+    key_pem = make_key("p256").private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"fixture-passphrase")).decode()
+    blocks = read_pem_blocks(key_pem, KEY_FIELD, "PRIVATE KEY").blocks
+
+    loaded, problems = load_private_key(blocks, "fixture-passphrase\n")
+
+    assert problems == []
+    assert loaded is not None
+    assert any("line break" in warning for warning in loaded.warnings)
+
+
+def test_same_key_twice_accepted() -> None:
+    from pki_factory import make_key
+
+    key_pem = make_key("p256").private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode()
+    blocks = read_pem_blocks(key_pem + key_pem, KEY_FIELD, "PRIVATE KEY").blocks
+
+    loaded, problems = load_private_key(blocks, "")
+
+    assert problems == []
+    assert loaded is not None
+    assert any("second copy" in warning for warning in loaded.warnings)

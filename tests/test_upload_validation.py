@@ -202,3 +202,19 @@ def test_bundle_parsing_skips_bad_blocks() -> None:
 
     assert roots == [pki.root.certificate, pki.intermediate.certificate]
     assert skipped == 1
+
+
+def test_damaged_leaf_reports_only_damage() -> None:
+    """A leaf with a line lost in copying is the only problem; the intermediate is not judged."""
+    pki = Pki.create("damaged")
+    leaf = pki.leaf([host_of(ZONE)])
+    lines = leaf.pem().splitlines(keepends=True)
+    damaged_leaf = "".join(lines[:3] + lines[4:])
+
+    with pytest.raises(UploadRejected) as raised:
+        validate_upload(host_of(ZONE), damaged_leaf + pki.intermediate.pem(), leaf.key_pem(), "",
+                        TrustAnchors([pki.root.certificate]), _now())
+
+    problems = raised.value.problems
+    assert len(problems) == 1, [problem.message for problem in problems]
+    assert problems[0].field == CHAIN_FIELD

@@ -63,6 +63,9 @@ def fetch(url: urllib.parse.SplitResult, address: IPAddress, timeout_seconds: fl
                                                    "Connection": "close"})
         response = connection.getresponse()
         body = response.read(MAX_BODY_BYTES)
+        if connection.aborted:
+            # The watchdog cut a slow body short: what arrived is not the whole answer.
+            raise NetworkError("timed out", timed_out=True)
         return FetchedResponse(status=response.status,
                                location=response.getheader("Location", "") or "",
                                content_type=response.getheader("Content-Type", "") or "",
@@ -103,6 +106,7 @@ class _PinnedConnection(http.client.HTTPConnection):
         self._address = address
         self._tls = tls
         self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
         self.aborted = False
 
     def connect(self) -> None:
@@ -114,6 +118,9 @@ class _PinnedConnection(http.client.HTTPConnection):
             sock = context.wrap_socket(sock, server_hostname=self.host)
         with self._lock:
             self.sock = sock
+            # http.client drops self.sock once a response says "Connection: close" and
+            # keeps reading through its own file object, so abort needs this reference.
+            self._socket = sock
             if self.aborted:
                 self._shutdown()
 
@@ -123,8 +130,8 @@ class _PinnedConnection(http.client.HTTPConnection):
             self._shutdown()
 
     def _shutdown(self) -> None:
-        if self.sock is not None:
+        if self._socket is not None:
             try:
-                self.sock.shutdown(socket.SHUT_RDWR)
+                self._socket.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass

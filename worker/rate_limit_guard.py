@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 
 import psycopg
-from publicsuffixlist import PublicSuffixList
 
 from service.rate_limits import RateLimit
 from service.store import ledger as ledger_rows
 from service.store import locks
 from service.store.ledger import LedgerEntry
+from service.validation.public_suffix import registered_domain
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,21 +20,6 @@ class RateLimitDelay:
 
     until: datetime.datetime
     reason: str
-
-
-@functools.cache
-def _public_suffix_list() -> PublicSuffixList:
-    # The publicsuffixlist package ships the list, so this reads no network.
-    return PublicSuffixList()
-
-
-def registered_domain(hostname: str) -> str:
-    """Return the registered domain of a hostname by the Public Suffix List.
-
-    shop.example.co.uk gives example.co.uk. A hostname that is itself a public
-    suffix is its own registered domain.
-    """
-    return _public_suffix_list().privatesuffix(hostname) or hostname
 
 
 def reserve_order(connection: psycopg.Connection, limits: tuple[RateLimit, ...],

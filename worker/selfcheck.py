@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 SELF_CHECK_PATH = f"/.well-known/acme-challenge/{SELF_CHECK_TOKEN}"
 MAX_REDIRECTS = 10
+# A longer Location is not a redirect a CA follows, and it would swell the message.
+MAX_LOCATION_LENGTH = 2048
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
@@ -136,7 +138,13 @@ class SelfCheck:
         """Check a redirect against the CA's rules and return the absolute target URL."""
         if not response.location:
             raise CheckFailed(advice.redirect_without_location(current, response.status))
-        target = urllib.parse.urljoin(current, response.location.strip())
+        if len(response.location) > MAX_LOCATION_LENGTH:
+            raise CheckFailed(advice.redirect_malformed(
+                current, response.location[:80] + f"... ({len(response.location)} characters)"))
+        try:
+            target = urllib.parse.urljoin(current, response.location.strip())
+        except ValueError:
+            raise CheckFailed(advice.redirect_malformed(current, response.location.strip())) from None
         if redirects + 1 > MAX_REDIRECTS:
             raise CheckFailed(advice.too_many_redirects(self.url, MAX_REDIRECTS))
         parsed = urllib.parse.urlsplit(target)

@@ -18,7 +18,7 @@ from service.api.guard import current_caller
 from service.api.status import status_code, to_grpc_status
 from service.backends import Backends
 from service.callers import Caller
-from service.errors import CertsvcError
+from service.errors import CertsvcError, InvalidArgument
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from service.grpc_gen.certsvc.v1 import certsvc_pb2_grpc
 
@@ -85,6 +85,11 @@ class CertificateServicer(certsvc_pb2_grpc.CertificateServiceServicer):
 
     @rpc
     def SetForceHttps(self, request: pb.SetForceHttpsRequest, caller: Caller) -> pb.Domain:
+        if not request.HasField("force_https"):
+            # Leaving the field out would otherwise read as false and switch the redirect off.
+            raise InvalidArgument.for_field(
+                "force_https", "force_https is missing; send true to turn the redirect on "
+                "or false to turn it off")
         domain = force_https.set_force_https(self.backends, caller, request.hostname,
                                              request.force_https)
         return messages.domain_message(domain)

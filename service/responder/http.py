@@ -16,6 +16,10 @@ MAX_HEADER_COUNT = 100
 # A request target in origin form: visible ASCII only, so nothing in it can end a header
 # line when the target is echoed into a redirect's Location.
 _TARGET = re.compile(r"/[!-~]*")
+# A request target in absolute form (http://host/path), which RFC 9112 section 3.2.2
+# requires servers to accept; its host then replaces the Host header.
+_ABSOLUTE_TARGET = re.compile(r"https?://(?P<authority>[^/?#@]+)(?P<rest>[/?][!-~]*)?",
+                              re.IGNORECASE)
 # A Host header: a DNS name (letters, digits, hyphens, dots) or a bracketed IPv6
 # literal, then an optional port.
 _HOST = re.compile(r"(?P<name>[a-z0-9.-]{1,254}|\[[0-9a-f:.]{2,45}\])(?::[0-9]{1,5})?")
@@ -78,6 +82,13 @@ def parse_head(head: bytes) -> Request:
         target = target_bytes.decode("ascii")
     except UnicodeDecodeError:
         raise BadRequest(400, "non-ASCII request line") from None
+    absolute_host = None
+    if not target.startswith("/"):
+        absolute = _ABSOLUTE_TARGET.fullmatch(target)
+        if absolute is not None:
+            absolute_host = _normal_host(absolute.group("authority").encode("ascii"))
+            rest = absolute.group("rest") or "/"
+            target = rest if rest.startswith("/") else "/" + rest
     if not _TARGET.fullmatch(target):
         raise BadRequest(400, "the request target must be a path of visible ASCII characters")
 
@@ -106,6 +117,8 @@ def parse_head(head: bytes) -> Request:
         keep_alive = connection != b"close"
     else:
         keep_alive = connection == b"keep-alive"
+    if absolute_host is not None:
+        host = absolute_host
     path = target.split("?", 1)[0]
     return Request(method=method, target=target, path=path, host=host, keep_alive=keep_alive)
 

@@ -58,13 +58,17 @@ def validate_upload(hostname: str, chain_pem: str, key_pem: str, passphrase: str
     problems: list[Problem] = []
     warnings: list[str] = []
 
+    problems_before_chain = len(problems)
     uploaded = _read_chain(chain_pem, problems, warnings)
+    # With a block of the chain unreadable, the checks below would judge an incomplete
+    # chain (an intermediate taken for the leaf) and add problems that are not there.
+    chain_unreadable = len(problems) > problems_before_chain
     loaded_key = _read_key(key_pem, passphrase, problems)
     if loaded_key is not None:
         warnings += loaded_key.warnings
 
     path: CertificatePath | None = None
-    if uploaded:
+    if uploaded and not chain_unreadable:
         unique, duplicate_warnings = remove_duplicates(uploaded)
         warnings += duplicate_warnings
         path = _check_chain(hostname, unique, loaded_key, anchors, now, problems)

@@ -115,12 +115,13 @@ def read_certificates(blocks: list[PemBlock]) -> tuple[list[UploadedCertificate]
         if block.label in CERTIFICATE_LABELS:
             try:
                 certificate = x509.load_der_x509_certificate(_first_der_element(block.der))
-            except ValueError as error:
+            except ValueError:
                 bundle = _pkcs7_certificates(block.der)
                 if not bundle:
                     problems.append(Problem(CHAIN_FIELD, Rank.INPUT, (
-                        f"{where} cannot be parsed as an X.509 certificate ({error}); copy it "
-                        "again from the file your CA sent")))
+                        f"{where} cannot be parsed as an X.509 certificate: its content is "
+                        "damaged or cut short (often a line lost in copying); copy it again "
+                        "from the file your CA sent")))
                     continue
                 uploaded += _unpack_bundle(bundle, block, warnings)
                 continue

@@ -64,10 +64,10 @@ def name_problems(leaf: UploadedCertificate, hostname: str) -> list[Problem]:
             f"the certificate {leaf.subject} has no subjectAltName (subject alternative name) "
             f"extension: browsers ignore the Common Name{common_name} and reject it. Have the "
             f"certificate reissued with {hostname} as a DNS name in its subjectAltName"))]
-    except ValueError as error:
+    except ValueError:
         return [Problem(CHAIN_FIELD, Rank.NAMES, (
-            f"the certificate {leaf.subject} has a malformed extension ({error}); have it "
-            "reissued by your CA"))]
+            f"the certificate {leaf.subject} has a malformed subjectAltName extension that "
+            "cannot be decoded; have it reissued by your CA"))]
     names = dns_names(leaf.certificate)
     if any(covers(name, hostname) for name in names):
         return []
@@ -109,7 +109,8 @@ def validity_problem(item: UploadedCertificate, now: datetime.datetime,
         fix = ("renew it with your CA and upload the new certificate" if role == "certificate"
                else "download the current intermediate from your CA and upload it instead")
         return Problem(CHAIN_FIELD, Rank.VALIDITY, (
-            f"the {role} {item.subject} expired on {format_time(not_after)} ({days} days ago; "
+            f"the {role} {item.subject} expired on {format_time(not_after)} "
+            f"({days} day{'s' if days != 1 else ''} ago; "
             f"it was valid from {format_time(not_before)}); {fix}"))
     if not_before > now:
         return Problem(CHAIN_FIELD, Rank.VALIDITY, (

@@ -13,11 +13,19 @@ import re
 
 import idna
 
+from service.validation.public_suffix import is_public_suffix
+
 MAX_HOSTNAME_LENGTH = 253
 MAX_LABEL_LENGTH = 63
 # Users paste whole URLs; these catch the parts that are not a host name.
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _PORT = re.compile(r":\d*$")
+# Top-level labels reserved for local or special use (mDNS .local, .localhost,
+# .internal, .invalid, .onion, .alt and .arpa, which holds home.arpa). The test and
+# example names of RFC 2606 stay allowed, so development setups can use them.
+SPECIAL_USE_TOP_LABELS = frozenset({"local", "localhost", "internal", "invalid", "onion",
+                                    "alt", "arpa"})
+_CODEPOINT = re.compile(r"U\+[0-9A-F]{4,6}")
 
 
 class HostnameError(ValueError):
@@ -40,8 +48,12 @@ class Hostname:
         return self.ascii[2:] if self.wildcard else self.ascii
 
 
-def normalize_hostname(text: str) -> Hostname:
-    """Return the normal form of a hostname as a user typed it, or raise HostnameError."""
+def normalize_hostname(text: str, *, allow_public_suffix: bool = False) -> Hostname:
+    """Return the normal form of a hostname as a user typed it, or raise HostnameError.
+
+    A public suffix itself (co.uk) is rejected unless allow_public_suffix is set, as it
+    is for the platform's own domain.
+    """
     name = text.strip()
     if not name:
         raise HostnameError("the hostname is empty; enter a host name such as shop.example.com")
@@ -68,7 +80,7 @@ def normalize_hostname(text: str) -> Hostname:
     try:
         mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
     except idna.IDNAError as error:
-        raise HostnameError(f"{text!r} is not a valid host name: {error}") from None
+        raise HostnameError(f"{text!r} is not a valid host name: {_idna_reason(error)}") from None
     labels = mapped.split(".")
     if "" in labels:
         raise HostnameError(f"{text!r} has an empty label (a leading dot or two dots in a row)")
@@ -81,6 +93,7 @@ def normalize_hostname(text: str) -> Hostname:
         raise HostnameError(f"{text!r}: the last label cannot be all digits")
 
     ascii_name = ".".join(ascii_labels)
+    _reject_non_public_name(text, ascii_name, wildcard, allow_public_suffix)
     full_length = len(ascii_name) + (2 if wildcard else 0)
     if full_length > MAX_HOSTNAME_LENGTH:
         raise HostnameError(
@@ -90,6 +103,21 @@ def normalize_hostname(text: str) -> Hostname:
     unicode_name = ".".join(_unicode_label(label) for label in ascii_labels)
     prefix = "*." if wildcard else ""
     return Hostname(ascii=prefix + ascii_name, unicode=prefix + unicode_name, wildcard=wildcard)
+
+
+def _reject_non_public_name(text: str, ascii_name: str, wildcard: bool,
+                            allow_public_suffix: bool) -> None:
+    """Reject names that no public CA can certify: public suffixes and special-use names."""
+    top_label = ascii_name.rsplit(".", 1)[-1]
+    if top_label in SPECIAL_USE_TOP_LABELS:
+        raise HostnameError(
+            f"{text!r} ends in .{top_label}, which is reserved for private or special use; "
+            "public CAs do not issue certificates for such names, so enter a public name")
+    if not allow_public_suffix and is_public_suffix(ascii_name):
+        what = "a wildcard directly under the public suffix" if wildcard else "the public suffix"
+        raise HostnameError(
+            f"{text!r} is {what} {ascii_name}, under which many unrelated owners register "
+            f"names, so no CA certifies it; enter your own domain, such as shop.example.{ascii_name}")
 
 
 def _reject_url_parts(text: str, name: str) -> None:
@@ -127,7 +155,8 @@ def _ascii_label(text: str, label: str) -> str:
             ascii_label = idna.alabel(label).decode("ascii")
         except idna.IDNAError as error:
             raise HostnameError(
-                f"{text!r}: the label {label!r} is not a valid internationalized label: {error}"
+                f"{text!r}: the label {label!r} is not a valid internationalized label: "
+                f"{_idna_reason(error)}"
             ) from None
     if len(ascii_label) > MAX_LABEL_LENGTH:
         raise HostnameError(
@@ -148,6 +177,15 @@ def _ascii_label(text: str, label: str) -> str:
             )
         _unicode_label(ascii_label, text)
     return ascii_label
+
+
+def _idna_reason(error: idna.IDNAError) -> str:
+    """Say in words why the idna package rejected a label."""
+    codepoint = _CODEPOINT.search(str(error))
+    if isinstance(error, idna.InvalidCodepoint) and codepoint:
+        return (f"it contains the character {codepoint.group(0)}, which IDNA 2008 does not "
+                "allow in host names")
+    return str(error)
 
 
 def _unicode_label(ascii_label: str, text: str | None = None) -> str:

@@ -29,6 +29,13 @@ IGNORED_KEY_FILE_LABELS = frozenset({"EC PARAMETERS"})
 
 _DECRYPT_HINT = ("or remove the passphrase with `openssl pkey -in encrypted.key -out plain.key` "
                  "(it asks for the passphrase) and upload plain.key")
+# OpenSSL cannot read OpenSSH's key format, but ssh-keygen can rewrite it as PKCS#8.
+_OPENSSH_DECRYPT_HINT = ("or remove the passphrase with `ssh-keygen -p -N '' -m PKCS8 -f "
+                         "encrypted.key` (it asks for the old passphrase and rewrites the file)")
+
+
+def _decrypt_hint(block: PemBlock) -> str:
+    return _OPENSSH_DECRYPT_HINT if block.label == "OPENSSH PRIVATE KEY" else _DECRYPT_HINT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +49,10 @@ def load_private_key(blocks: list[PemBlock], passphrase: str) -> tuple[LoadedKey
     """Return the one private key of the key field, or the problems that prevent reading it."""
     problems = [problem for block in blocks for problem in _misplaced_block_problems(block)]
     key_blocks = [block for block in blocks if block.label in PRIVATE_KEY_LABELS]
+    # The same key pasted twice has one meaning.
+    distinct = list({block.der: block for block in key_blocks}.values())
+    repeated = len(key_blocks) - len(distinct)
+    key_blocks = distinct
     if len(key_blocks) > 1:
         problems.append(Problem(KEY_FIELD, Rank.INPUT, (
             f"{KEY_FIELD} contains {len(key_blocks)} private keys (blocks "
@@ -54,7 +65,18 @@ def load_private_key(blocks: list[PemBlock], passphrase: str) -> tuple[LoadedKey
             "EC PRIVATE KEY)")))
     if problems:
         return None, problems
-    return _decode_key(key_blocks[0], passphrase)
+    loaded, problems = _decode_key(key_blocks[0], passphrase)
+    stripped = passphrase.strip("\r\n")
+    if loaded is None and stripped != passphrase and stripped:
+        # A passphrase copied from a file often brings its line break along.
+        retried, _ = _decode_key(key_blocks[0], stripped)
+        if retried is not None:
+            loaded, problems = LoadedKey(retried.key, [
+                *retried.warnings, "removed a line break at the end of the passphrase"]), []
+    if loaded is not None and repeated:
+        loaded = LoadedKey(loaded.key, [*loaded.warnings,
+                                        "removed a second copy of the same private key"])
+    return loaded, problems
 
 
 def _misplaced_block_problems(block: PemBlock) -> list[Problem]:
@@ -107,7 +129,7 @@ def _decode_key(block: PemBlock, passphrase: str) -> tuple[LoadedKey | None, lis
         if encrypted or (password is not None and block.label == "OPENSSH PRIVATE KEY"):
             return None, [Problem(PASSPHRASE_FIELD, Rank.KEY_READ, (
                 f"the passphrase does not decrypt the private key (block {block.position}, "
-                f"BEGIN {block.label}); check it for typing errors, {_DECRYPT_HINT}"))]
+                f"BEGIN {block.label}); check it for typing errors, {_decrypt_hint(block)}"))]
         return None, [_damaged_problem(block)]
     except UnsupportedAlgorithm:
         return None, [Problem(KEY_FIELD, Rank.KEY_READ, (
@@ -144,4 +166,4 @@ def _damaged_problem(block: PemBlock) -> Problem:
 def _encrypted_problem(block: PemBlock) -> Problem:
     return Problem(KEY_FIELD, Rank.KEY_READ, (
         f"the private key (block {block.position}, BEGIN {block.label}) is encrypted with a "
-        f"passphrase; send the passphrase in the passphrase field, {_DECRYPT_HINT}"))
+        f"passphrase; send the passphrase in the passphrase field, {_decrypt_hint(block)}"))
