@@ -157,7 +157,7 @@ def summarize(raw_path: Path, categories: Sequence[tuple[str, Matcher]], *,
                  if any(fragment in file for fragment in focus_files)}
         for name in names:
             inclusive_counts[name] += count
-    # Frames under nearly every sample (the process's main loop) say nothing.
+    # Frames under nearly every sample (the process's main loop) carry no information.
     inclusive = [(name, count / total) for name, count in inclusive_counts.most_common()
                  if count / total < 0.97]
     return Summary(

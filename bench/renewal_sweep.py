@@ -170,7 +170,7 @@ def run_limit_sweep(settings: Settings, due: int) -> dict:
 def run_certsvc_sweep(settings: Settings, due: int) -> dict:
     """Call certsvc's renewal sweep until it has queued due renewals or finds none.
 
-    The sweep's steps are wrapped with timers, so the result says where its time went.
+    The sweep's steps are wrapped with timers, so the result shows where its time went.
     """
     from service.backends import Backends
     from service.store import renewals as renewal_rows

@@ -2,7 +2,7 @@
 
 wrk (2 threads, 64 connections, 10 s) walks 10,000 distinct tokens, a quarter of
 them unknown so that the server must return 404, each with the Host header of its domain.
-Both servers run two processes on 127.0.0.1. A sample of answers is checked byte
+Both servers run two processes on 127.0.0.1. A sample of responses is checked byte
 for byte first, and a run at 1,000 connections must end without a socket error or a
 timeout. Run from the repository root:
 

@@ -67,7 +67,7 @@ def get_certificate(backends: Backends, caller: Caller, hostname_text: str,
         raise PermissionDenied("this caller may not read private keys; ask for the certificate "
                                "without include_private_key")
     cache = backends.certificate_cache
-    # The cache holds normal forms only, so a hostname already in normal form is looked
+    # The cache contains normal forms only, so a hostname already in normal form is looked
     # up before it is normalized: normalizing a normal form returns it unchanged.
     serving = cache.get(hostname_text) if cache is not None else None
     hostname = None
@@ -101,7 +101,7 @@ def _find_serving(backends: Backends, caller: Caller,
 
     Only a domain served by its own certificate goes into the cache: what serves it
     then depends on its own row and certificate alone, whose changes the cache hears of.
-    Wildcard and platform answers depend on other rows and are looked up every time.
+    Wildcard and platform results depend on other rows and are looked up every time.
     """
     candidates = [hostname.ascii]
     parent = hostname.ascii.partition(".")[2]
