@@ -68,9 +68,10 @@ class PrivateRedis:
                 self.process.wait()
         self.process = None
 
-    def restart(self) -> None:
-        """Stop the server and start an empty one on the same port."""
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop the server, wait down_seconds, and start an empty one on the same port."""
         self.stop()
+        time.sleep(down_seconds)
         self.start()
 
 

@@ -15,6 +15,9 @@ def domain_warnings(domain: DomainRecord, now: datetime.datetime | None = None) 
     """Return one sentence per condition to fix, in a stable order."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     warnings = []
+    if domain.serving_wildcard:
+        warnings.append(f"{domain.hostname} has no certificate of its own; the certificate of "
+                        f"the wildcard domain {domain.serving_wildcard} serves it")
     redirect_warning = force_https.not_effective_warning(domain, now)
     if redirect_warning:
         warnings.append(redirect_warning)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import uuid
 
 import redis
 
@@ -73,6 +74,22 @@ def sync_mirror_quietly(backends: Backends, domain: DomainRecord) -> None:
     except redis.RedisError as error:
         logger.warning("could not update the force-https mirror hostname=%s: %s (the next "
                        "rebuild repairs it)", domain.hostname, error)
+
+
+def sync_mirrors_for(backends: Backends, domain_id: uuid.UUID) -> None:
+    """Sync the mirror of a domain whose certificate changed, and of the host names a
+    wildcard domain's certificate serves."""
+    try:
+        with backends.database.transaction() as connection:
+            domain = domain_rows.get_domain_by_id(connection, domain_id)
+            covered = ([] if domain is None or not domain.wildcard
+                       else domain_rows.list_hosts_served_by_wildcard(connection, domain))
+    except Unavailable as error:
+        logger.warning("could not read domains to sync the force-https mirror domain_id=%s: %s "
+                       "(the next rebuild repairs it)", domain_id, error)
+        return
+    for record in ([domain] if domain is not None else []) + covered:
+        sync_mirror_quietly(backends, record)
 
 
 def set_force_https(backends: Backends, caller: Caller, hostname_text: str,

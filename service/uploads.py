@@ -18,6 +18,7 @@ from service.callers import Caller
 from service.certificate_details import chain_to_pem, describe, seal_private_key
 from service.certificates import CertificateView, certificate_warnings
 from service.domains import find_visible_domain
+from service.force_https import sync_mirrors_for
 from service.sealed_columns import certificate_key_associated_data
 from service.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from service.event_types import EventType
@@ -95,6 +96,8 @@ def upload_certificate(backends: Backends, caller: Caller, hostname_text: str, c
             f"custom certificate uploaded: {', '.join(details.hostnames)}, issued by "
             f"{details.issuer}, valid until {details.not_after:%Y-%m-%d %H:%M} UTC, "
             f"SHA-256 {details.sha256_fingerprint}")
+    # A redirect the user asked for takes effect now that a certificate serves the name.
+    sync_mirrors_for(backends, domain.id)
     if in_flight is not None:
         logger.info("cancelled issuance for uploaded certificate hostname=%s issuance_id=%s",
                     domain.hostname, in_flight.id)

@@ -96,7 +96,9 @@ def test_redis_restart_mid_batch(tmp_path) -> None:
             ids = deployment.add_and_request(_hostnames("redis", 12))
             _wait_for_state(deployment, ids[0], ("VALIDATING", "FINALIZING", "SUCCEEDED"))
 
-            redis_server.restart()
+            # Down longer than a worker's pause between work loops, so workers also
+            # start while Redis is unreachable.
+            redis_server.restart(down_seconds=6)
             states = deployment.wait_until_final(ids, timeout=300)
 
             recovered = deployment.query(

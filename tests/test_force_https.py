@@ -257,3 +257,4 @@ def test_missing_flag_rejected(stub) -> None:
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "force_https is missing" in raised.value.details()
     assert stub.GetDomain(pb.GetDomainRequest(hostname=hostname)).force_https is True
+

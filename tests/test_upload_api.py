@@ -365,3 +365,44 @@ def test_many_problems_fit_trailers(upload_stub, pki: Pki) -> None:
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "more; fix the problems above" in raised.value.details()
     assert 0 < len(bad_request(raised.value).field_violations) < 50
+
+
+def test_wildcard_served_domain_shows_active(upload_stub, pki: Pki) -> None:
+    """A host name of the app under an uploaded wildcard reports the certificate serving it."""
+    zone = unique_zone()
+    _, wildcard = _add_and_upload(upload_stub, pki, zone, names=[f"*.{zone}"],
+                                  hostname=f"*.{zone}")
+    upload_stub.AddDomain(pb.AddDomainRequest(hostname=f"shop2.{zone}", app_id=APP))
+    upload_stub.AddDomain(pb.AddDomainRequest(hostname=f"shop3.{zone}", app_id="other-app"))
+
+    covered = upload_stub.GetDomain(pb.GetDomainRequest(hostname=f"shop2.{zone}"))
+    other_app = upload_stub.GetDomain(pb.GetDomainRequest(hostname=f"shop3.{zone}"))
+
+    assert covered.status == pb.Domain.ACTIVE
+    assert covered.certificate_source == pb.CUSTOM
+    assert covered.certificate_not_after == wildcard.not_after
+    assert any(f"*.{zone}" in warning for warning in covered.warnings)
+    assert other_app.status == pb.Domain.PENDING
+    assert other_app.certificate_source == pb.NONE
+
+
+def test_wildcard_upload_turns_redirect_on(upload_stub, pki: Pki, redis_prefix: str) -> None:
+    """A host name with Force HTTPS starts redirecting once its app's wildcard gets a certificate."""
+    import redis
+
+    from service.redis_keys import RedisKeys
+
+    zone = unique_zone()
+    upload_stub.AddDomain(pb.AddDomainRequest(hostname=f"*.{zone}", app_id=APP))
+    upload_stub.AddDomain(pb.AddDomainRequest(hostname=f"shop.{zone}", app_id=APP))
+    before = upload_stub.SetForceHttps(pb.SetForceHttpsRequest(hostname=f"shop.{zone}",
+                                                               force_https=True))
+    client = redis.Redis.from_url(stack.REDIS_URL)
+
+    _add_and_upload(upload_stub, pki, zone, names=[f"*.{zone}"], hostname=f"*.{zone}")
+
+    assert before.force_https_effective is False
+    assert client.exists(RedisKeys(redis_prefix).force_https(f"shop.{zone}")) == 1
+    after = upload_stub.GetDomain(pb.GetDomainRequest(hostname=f"shop.{zone}"))
+    assert after.force_https_effective is True
+    client.close()

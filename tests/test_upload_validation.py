@@ -218,3 +218,22 @@ def test_damaged_leaf_reports_only_damage() -> None:
     problems = raised.value.problems
     assert len(problems) == 1, [problem.message for problem in problems]
     assert problems[0].field == CHAIN_FIELD
+
+
+def test_key_off_curve_rejected_cleanly() -> None:
+    """A certificate whose EC point is not on its curve is a problem, not a crash."""
+    import base64
+
+    pki = Pki.create("off-curve")
+    leaf = pki.leaf([host_of(ZONE)], key_kind="p256")
+    der = bytearray(leaf.der())
+    point = der.index(b"\x03\x42\x00\x04") + 4
+    der[point] ^= 0x01
+    body = base64.encodebytes(bytes(der)).decode()
+    broken_pem = f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n"
+
+    with pytest.raises(UploadRejected) as raised:
+        validate_upload(host_of(ZONE), broken_pem + pki.intermediate.pem(), leaf.key_pem(), "",
+                        TrustAnchors([pki.root.certificate]), _now())
+
+    assert raised.value.problems

@@ -68,21 +68,25 @@ def run_worker(settings: Settings, argv: list[str]) -> None:
     set_context(context)
     start_metrics_server(settings, "worker")
     queue = context.backends.issuance_queue()
-    base_name = arguments.name or f"certsvc-{socket.gethostname()}-{os.getpid()}"
+    # The prefix keeps the names of deployments that share one Redis apart.
+    base_name = arguments.name or (
+        f"{settings.redis_prefix}-{socket.gethostname()}-{os.getpid()}")
     stopping = threading.Event()
     loop = 0
     while not stopping.is_set():
         # A fresh name per work loop: after a Redis failure the old registration may
         # still be there, and RQ refuses two live workers of one name.
         name = base_name if loop == 0 else f"{base_name}-{loop}"
-        worker = IssuanceWorker([queue], connection=context.backends.redis, name=name)
-        logger.info("worker starting name=%s queue=%s burst=%s", name, queue.name,
-                    arguments.burst)
+        worker = None
         try:
+            _forget_dead_worker(context.backends.redis, name)
+            worker = IssuanceWorker([queue], connection=context.backends.redis, name=name)
+            logger.info("worker starting name=%s queue=%s burst=%s", name, queue.name,
+                        arguments.burst)
             worker.work(burst=arguments.burst, logging_level=settings.log_level)
         except redis.RedisError as error:
             logger.warning("worker lost Redis name=%s: %s", name, error)
-        if worker.stop_signalled or arguments.burst:
+        if worker is not None and (worker.stop_signalled or arguments.burst):
             break
         logger.warning("work loop ended unexpectedly, restarting in %gs name=%s",
                        WORK_LOOP_RESTART_SECONDS, name)
@@ -92,6 +96,28 @@ def run_worker(settings: Settings, argv: list[str]) -> None:
     context.close()
     context.backends.close()
     logger.info("worker stopped name=%s", base_name)
+
+
+def _forget_dead_worker(connection: redis.Redis, name: str) -> None:
+    """Clear the RQ registration of a worker of this name that died on this host.
+
+    A worker killed with SIGKILL leaves its registration for minutes, and RQ refuses to
+    start another worker of the same name, so a supervisor restarting a worker with a
+    fixed --name would loop. A registration from another host, or of a live process,
+    is left alone, and RQ then reports the name as taken.
+    """
+    previous = IssuanceWorker.find_by_key(IssuanceWorker.redis_worker_namespace_prefix + name,
+                                          connection=connection)
+    if previous is None or previous.hostname != socket.gethostname() or not previous.pid:
+        return
+    try:
+        os.kill(previous.pid, 0)
+    except ProcessLookupError:
+        logger.warning("clearing the registration of dead worker name=%s pid=%d", name,
+                       previous.pid)
+        previous.register_death()
+    except PermissionError:
+        pass  # the process exists, under another user
 
 
 def run_scheduler(settings: Settings, argv: list[str]) -> None:

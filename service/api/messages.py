@@ -30,7 +30,7 @@ def domain_message(domain: DomainRecord) -> pb.Domain:
         hostname=domain.hostname,
         unicode_hostname=domain.unicode_hostname,
         app_id=domain.app_id,
-        status=pb.Domain.Status.Value(domain.status),
+        status=pb.Domain.Status.Value(domain.effective_status),
         force_https=domain.force_https,
         force_https_effective=force_https.redirect_effective(domain),
         wildcard=domain.wildcard,

@@ -9,15 +9,18 @@ from psycopg.rows import class_row
 
 from service.store.records import DomainRecord
 
-# Domain columns plus the active certificate's source, expiry and renewal time. A
+# Domain columns plus the serving certificate's source, expiry and renewal time. A
 # platform hostname is served by the newest platform certificate of its parent domain.
+# A hostname without a certificate of its own is served by the certificate of the
+# wildcard domain one label up in the same app, as GetCertificate does.
 _SELECT = """
     SELECT d.id, d.hostname, d.unicode_hostname, d.app_id, d.wildcard, d.status,
            d.force_https, d.last_error, d.certificate_id, d.created_at, d.updated_at,
            d.platform,
-           COALESCE(c.source, p.source) AS certificate_source,
-           COALESCE(c.not_after, p.not_after) AS certificate_not_after,
-           c.renew_after AS certificate_renew_after
+           COALESCE(c.source, p.source, w.source) AS certificate_source,
+           COALESCE(c.not_after, p.not_after, w.not_after) AS certificate_not_after,
+           c.renew_after AS certificate_renew_after,
+           w.hostname AS serving_wildcard
     FROM domains d LEFT JOIN certificates c ON c.id = d.certificate_id
     LEFT JOIN LATERAL (
         SELECT 'PLATFORM'::text AS source, pc.not_after FROM platform_certificates pc
@@ -25,6 +28,13 @@ _SELECT = """
           AND pc.platform_domain = substr(d.hostname, strpos(d.hostname, '.') + 1)
         ORDER BY pc.created_at DESC LIMIT 1
     ) p ON true
+    LEFT JOIN LATERAL (
+        SELECT wd.hostname, wc.source, wc.not_after
+        FROM domains wd JOIN certificates wc ON wc.id = wd.certificate_id
+        WHERE d.certificate_id IS NULL AND NOT d.wildcard AND NOT d.platform
+          AND wd.hostname = '*.' || substr(d.hostname, strpos(d.hostname, '.') + 1)
+          AND wd.app_id = d.app_id
+    ) w ON true
 """
 
 
@@ -87,6 +97,21 @@ def list_domains(connection: psycopg.Connection, *, app_ids: list[str] | None,
         return cursor.execute(
             _SELECT + " WHERE d.app_id = ANY(%s) AND d.hostname > %s ORDER BY d.hostname LIMIT %s",
             (app_ids, after_hostname, limit),
+        ).fetchall()
+
+
+def list_hosts_served_by_wildcard(connection: psycopg.Connection,
+                                  wildcard: DomainRecord) -> list[DomainRecord]:
+    """Return the app's host names one label under a wildcard domain that have no
+    certificate of their own."""
+    base = wildcard.hostname[2:]
+    with connection.cursor(row_factory=class_row(DomainRecord)) as cursor:
+        return cursor.execute(
+            _SELECT + " WHERE d.app_id = %s AND d.hostname LIKE %s AND NOT d.wildcard"
+            " AND d.certificate_id IS NULL AND strpos(d.hostname, '.') = length(d.hostname)"
+            " - length(%s)",
+            # Normal-form host names contain no LIKE wildcards (% and _).
+            (wildcard.app_id, "%." + base, base),
         ).fetchall()
 
 

@@ -26,6 +26,17 @@ class DomainRecord:
     platform: bool = False
     """One label under CERTSVC_PLATFORM_DOMAIN, served by the platform certificate."""
     certificate_renew_after: datetime.datetime | None = None
+    serving_wildcard: str | None = None
+    """The wildcard domain whose certificate serves this hostname, when it has none of its own."""
+
+    @property
+    def effective_status(self) -> str:
+        """The status to report: ACTIVE while a wildcard domain's valid certificate serves it."""
+        if (self.serving_wildcard and self.status in ("PENDING", "FAILED")
+                and self.certificate_not_after is not None
+                and self.certificate_not_after > datetime.datetime.now(datetime.timezone.utc)):
+            return "ACTIVE"
+        return self.status
 
 
 @dataclasses.dataclass(frozen=True)

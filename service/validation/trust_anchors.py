@@ -14,10 +14,13 @@ _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKey
 
 
 def public_key_der(certificate: x509.Certificate) -> bytes:
-    """Return the DER SubjectPublicKeyInfo, or b"" for a key type cryptography cannot load."""
+    """Return the DER SubjectPublicKeyInfo, or b"" for a key cryptography cannot load.
+
+    That covers unsupported key types and malformed keys (an EC point off its curve).
+    """
     try:
         return certificate.public_key().public_bytes(*_SPKI)
-    except UnsupportedAlgorithm:
+    except (UnsupportedAlgorithm, ValueError):
         return b""
 
 
