@@ -194,3 +194,18 @@ def test_pebble_restart_registers_one_account(tmp_path) -> None:
     assert list(before.values()) == ["SUCCEEDED"]
     assert sorted(after.values()) == ["SUCCEEDED"] * 4
     assert dict(accounts) == {"valid": 1, "deactivated": 1}
+
+
+def test_pebble_restart_mid_validation(tmp_path) -> None:
+    """Orders the CA forgot are replaced, not retried until the issuance fails."""
+    with isolated_stack(tmp_path, workers=2,
+                        pebble_options={"va_sleep_seconds": 2}) as deployment:
+        ids = deployment.add_and_request(_hostnames("forgotten", 2))
+        _wait_for_state(deployment, ids[0], ("VALIDATING",))
+
+        deployment.pebble.restart_pebble()
+        states = deployment.wait_until_final(ids, timeout=300)
+        logs = deployment.log_text("worker-1") + deployment.log_text("worker-2")
+
+    assert sorted(states.values()) == ["SUCCEEDED"] * 2
+    assert "cannot resume order, placing a new one" in logs

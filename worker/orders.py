@@ -71,6 +71,12 @@ class OrderSteps:
                         "order_url=%s: %s", self.hostname, self.issuance_id, order_url,
                         acme_errors.problem_text(error))
             return None
+        except acme_library_errors.ClientError as error:
+            # A CA that lost its state (a restarted Pebble) answers a plain 404 without a
+            # problem document for an order it no longer has.
+            logger.info("cannot resume order, placing a new one hostname=%s issuance_id=%s "
+                        "order_url=%s: %s", self.hostname, self.issuance_id, order_url, error)
+            return None
         usable = (messages.STATUS_PENDING, messages.STATUS_VALID)
         if body.status == messages.STATUS_INVALID or any(
                 authorization.body.status not in usable for authorization in authorizations):
