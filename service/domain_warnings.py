@@ -37,7 +37,11 @@ def renewal_warnings(domain: DomainRecord, now: datetime.datetime) -> list[str]:
                             "browsers reject it")
         elif left <= EXPIRY_WARNING_WINDOW and _not_renewing(domain, now):
             when = f"in {left.days} days" if left.days >= 1 else "in less than a day"
-            if domain.certificate_source == "LETS_ENCRYPT":
+            if domain.certificate_source == "PLATFORM":
+                warnings.append(f"the platform certificate serving {domain.hostname} expires "
+                                f"on {expiry} ({when}); an operator installs a new one with "
+                                "`certsvc platform-cert`")
+            elif domain.certificate_source == "LETS_ENCRYPT":
                 warnings.append(f"the certificate of {domain.hostname} expires on {expiry} "
                                 f"({when}) and has not been renewed yet; see last_error and "
                                 "ListDomainEvents for the cause")

@@ -65,7 +65,14 @@ _EXPIRY_QUERY = """
                 WHEN c.not_after <= now() + interval '30 days' THEN '14-30'
                 ELSE '30+' END AS days_to_expiry,
            count(*)
-    FROM domains d JOIN certificates c ON c.id = d.certificate_id
+    FROM (
+        SELECT c.source, c.not_after
+        FROM domains d JOIN certificates c ON c.id = d.certificate_id
+        UNION ALL
+        -- The serving platform certificate of each platform domain counts once.
+        (SELECT DISTINCT ON (platform_domain) 'PLATFORM', not_after
+         FROM platform_certificates ORDER BY platform_domain, created_at DESC)
+    ) c
     GROUP BY 1, 2
 """
 

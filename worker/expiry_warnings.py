@@ -12,9 +12,12 @@ from __future__ import annotations
 import datetime
 import logging
 
+import psycopg
+
 from service import metrics
 from service.event_types import EventType
 from service.store import events as event_rows
+from service.store import platform_certificates as platform_rows
 from service.store import renewals as renewal_rows
 from service.store.renewals import ServingCertificate
 from worker.scheduler import SchedulerContext
@@ -53,6 +56,25 @@ def warn_expiring_certificates(context: SchedulerContext) -> int:
                            certificate.certificate_id, certificate.source,
                            certificate.not_after.isoformat(), days)
             warned += 1
+        warned += _warn_expiring_platform_certificates(connection, now, horizon)
+    return warned
+
+
+def _warn_expiring_platform_certificates(connection: psycopg.Connection, now: datetime.datetime,
+                                         horizon: datetime.timedelta) -> int:
+    """Warn the operator about the platform certificate, which serves every platform
+    hostname; the log and the metric carry it, as no single domain owns it."""
+    warned = 0
+    for certificate in platform_rows.list_expiring(connection, horizon):
+        days = threshold_for(certificate.not_after - now)
+        if days is None or not platform_rows.add_expiry_warning(connection, certificate.id, days):
+            continue
+        metrics.EXPIRY_WARNINGS.labels(days=str(days)).inc()
+        logger.warning("platform certificate expiring platform_domain=%s certificate_id=%s "
+                       "not_after=%s threshold_days=%d; install a new one with certsvc "
+                       "platform-cert", certificate.platform_domain, certificate.id,
+                       certificate.not_after.isoformat(), days)
+        warned += 1
     return warned
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -26,6 +27,9 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = certsvc_pb2.DESCRIPTOR.services_by_name["CertificateService"].full_name
 # Calls in progress get this long to finish after SIGTERM.
 SHUTDOWN_GRACE_SECONDS = 10.0
+# After SIGTERM the health service reports NOT_SERVING this long before the listener
+# closes, so load balancers and clients watching health move away first.
+SHUTDOWN_DRAIN_SECONDS = 2.0
 # The transport refuses larger messages with RESOURCE_EXHAUSTED; requests between
 # service.api.limits.MAX_REQUEST_BYTES and this get INVALID_ARGUMENT.
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -45,9 +49,12 @@ class ApiServer:
         self.port = port
         self.authenticator = authenticator
 
-    def stop(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> None:
-        """Report NOT_SERVING, then stop taking calls and let running ones finish."""
+    def stop(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
+             drain_seconds: float = 0.0) -> None:
+        """Report NOT_SERVING, wait drain_seconds, then stop taking calls and let running
+        ones finish within grace_seconds."""
         self.health.enter_graceful_shutdown()
+        time.sleep(drain_seconds)
         self.server.stop(grace_seconds).wait()
 
 
@@ -144,6 +151,8 @@ def serve(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     stopping.wait()
-    api.stop()
+    # A running CheckDomain may take the whole check deadline.
+    api.stop(grace_seconds=max(SHUTDOWN_GRACE_SECONDS, settings.check_deadline_seconds + 5),
+             drain_seconds=SHUTDOWN_DRAIN_SECONDS)
     backends.close()
     logger.info("api stopped")

@@ -7,7 +7,7 @@ import datetime
 import uuid
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import class_row, dict_row
 
 from service.store.records import CertificateRecord
 
@@ -82,3 +82,40 @@ def activate_platform_domains(connection: psycopg.Connection, platform_domain: s
             (domain_id, event_type, message),
         )
     return len(rows)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingPlatformCertificate:
+    id: uuid.UUID
+    platform_domain: str
+    not_after: datetime.datetime
+
+
+def list_expiring(connection: psycopg.Connection,
+                  horizon: datetime.timedelta) -> list[ServingPlatformCertificate]:
+    """Return the serving (newest) platform certificate of each platform domain that
+    expires within horizon."""
+    with connection.cursor(row_factory=class_row(ServingPlatformCertificate)) as cursor:
+        return cursor.execute(
+            """
+            SELECT id, platform_domain, not_after FROM (
+                SELECT DISTINCT ON (platform_domain) id, platform_domain, not_after
+                FROM platform_certificates ORDER BY platform_domain, created_at DESC
+            ) serving
+            WHERE not_after <= now() + %s ORDER BY not_after
+            """,
+            (horizon,),
+        ).fetchall()
+
+
+def add_expiry_warning(connection: psycopg.Connection, certificate_id: uuid.UUID,
+                       days: int) -> bool:
+    """Record that the warning for a threshold was sent; return False if it was already."""
+    row = connection.execute(
+        """
+        INSERT INTO platform_certificate_expiry_warnings (platform_certificate_id, days)
+        VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING days
+        """,
+        (certificate_id, days),
+    ).fetchone()
+    return row is not None
