@@ -224,14 +224,6 @@ class _Environment:
             raise ConfigError(f"{name}={value!r} is not a positive number of seconds")
         return seconds
 
-    def count(self, name: str, default: int) -> int:
-        value = self._environ.get(name, "")
-        if value == "":
-            return default
-        if not value.strip().isdigit() or int(value) < 1:
-            raise ConfigError(f"{name}={value!r} is not a positive whole number")
-        return int(value)
-
     def rate_limits(self, name: str, directory_url: str) -> tuple[RateLimit, ...]:
         value = self._environ.get(name, "")
         if value.strip() == "":

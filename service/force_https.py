@@ -143,6 +143,7 @@ def rebuild_mirror(database: Database, client: redis.Redis, keys: RedisKeys) -> 
             stale.append(key)
     for start in range(0, len(stale), _SCAN_BATCH):
         client.delete(*stale[start:start + _SCAN_BATCH])
+    client.set(keys.force_https_mirror_marker, now.isoformat())
     logger.info("rebuilt force-https mirror redirects=%d removed=%d", len(effective), len(stale))
     return len(effective)
 

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from service.backends import Backends
-from service.config import Settings
+from service.config import ConfigError, Settings
 from service.errors import Unavailable
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,12 @@ def start_metrics_server(settings: Settings, process: str,
         return None
     if backends is not None:
         REGISTRY.register(FleetCollector(backends))
-    server, _thread = start_http_server(int(port_text), addr=host.strip("[]"))
+    try:
+        server, _thread = start_http_server(int(port_text), addr=host.strip("[]"))
+    except OSError as error:
+        raise ConfigError(
+            f"cannot serve metrics on CERTSVC_METRICS_ADDRESS={settings.metrics_address}: "
+            f"{error.strerror}; choose a free port, or port 0 for no metrics") from None
     port = server.server_address[1]
     logger.info("metrics listening process=%s address=%s:%d", process, host, port)
     return port

@@ -36,6 +36,12 @@ class RedisKeys:
         return f"{self.prefix}:forcehttps:{hostname}"
 
     @property
+    def force_https_mirror_marker(self) -> str:
+        """Key written after each full rebuild of the Force HTTPS mirror; its absence means
+        Redis lost the mirror (a restart without persistence) and it needs a rebuild."""
+        return f"{self.prefix}:forcehttps-mirror-built"
+
+    @property
     def issuance_queue(self) -> str:
         """The RQ queue of issuance jobs."""
         return f"{self.prefix}-issuance"

@@ -56,10 +56,11 @@ class TestAuthority:
                 .not_valid_after(now + datetime.timedelta(days=1)))
 
     def issue(self, file_stem: str, common_name: str, dns_names: list[str], *,
-              server: bool) -> tuple[Path, Path]:
+              server: bool, uris: list[str] | None = None) -> tuple[Path, Path]:
         """Sign a server or client certificate; return its certificate and key files."""
         key = ec.generate_private_key(ec.SECP256R1())
         names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+        names += [x509.UniformResourceIdentifier(uri) for uri in uris or []]
         if server:
             names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH

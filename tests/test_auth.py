@@ -346,6 +346,21 @@ def test_mtls_unmapped_certificate_unauthenticated(mtls_address, authority) -> N
     assert "stranger.internal" in raised.value.details()
 
 
+@pytest.mark.parametrize(("common_name", "dns_names", "uris"), [
+    ("edge.internal", [], ["spiffe://example.org/other"]),
+    ("stranger", [], ["edge.internal"]),
+])
+def test_mtls_name_type_matters(mtls_address, authority, common_name, dns_names, uris) -> None:
+    """Neither a common name beside subjectAltNames nor a URI entry passes for a DNS name."""
+    client = authority.issue(f"typed-{len(uris[0])}", common_name, dns_names, server=False,
+                             uris=uris)
+    channel, stub = _tls_stub(mtls_address, authority, client)
+    with channel, pytest.raises(grpc.RpcError) as raised:
+        stub.ListDomains(pb.ListDomainsRequest(), timeout=10)
+
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 def test_mtls_token_decides_principal(mtls_address, authority, domains) -> None:
     client = authority.issue("edge-2", "edge-router", ["edge.internal"], server=False)
     channel, stub = _tls_stub(mtls_address, authority, client)

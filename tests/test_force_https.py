@@ -218,7 +218,10 @@ def test_process_start_rebuilds_mirror(stub, backends, processes, redis_client, 
                     extra_env={"CERTSVC_GRPC_ADDRESS": f"127.0.0.1:{free_port()}"})
     try:
         deadline = time.monotonic() + 20
-        while not redis_client.exists(keys.force_https(hostname)):
+        # The log line comes after the keys are written; waiting for it keeps the stop
+        # below from cutting the rebuild short.
+        while not (redis_client.exists(keys.force_https(hostname))
+                   and "rebuilt force-https mirror" in processes.log_text(name)):
             if time.monotonic() > deadline:
                 pytest.fail(f"{command} did not rebuild the mirror within 20 s; log tail: "
                             f"{processes.log_text(name)[-2000:]}")
@@ -258,3 +261,25 @@ def test_missing_flag_rejected(stub) -> None:
     assert "force_https is missing" in raised.value.details()
     assert stub.GetDomain(pb.GetDomainRequest(hostname=hostname)).force_https is True
 
+
+
+def test_lost_mirror_rebuilt_at_once(stub, backends, settings, redis_client, keys) -> None:
+    """Redis restarted without persistence: the marker is gone, so the mirror is rebuilt."""
+    from worker.mirror_rebuild import rebuild_lost_mirrors
+    from worker.scheduler import SchedulerContext
+
+    hostname = _add(stub, "marker")
+    _give_certificate(backends, hostname)
+    stub.SetForceHttps(pb.SetForceHttpsRequest(hostname=hostname, force_https=True))
+    context = SchedulerContext(settings, backends, "test-mirror-marker")
+    force_https.rebuild_mirror(backends.database, backends.redis, backends.keys)
+
+    redis_client.delete(keys.force_https(hostname))
+    rebuild_lost_mirrors(context)
+    kept_missing = redis_client.exists(keys.force_https(hostname))
+    redis_client.delete(keys.force_https_mirror_marker)
+    rebuild_lost_mirrors(context)
+
+    assert kept_missing == 0
+    assert redis_client.exists(keys.force_https(hostname)) == 1
+    assert redis_client.exists(keys.force_https_mirror_marker) == 1

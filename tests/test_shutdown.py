@@ -49,3 +49,20 @@ def test_api_reports_not_serving_before_closing(processes: stack.Processes) -> N
     assert seen[0] == health_pb2.HealthCheckResponse.SERVING
     assert health_pb2.HealthCheckResponse.NOT_SERVING in seen
     assert processes.stop("api-drain") == 0
+
+
+def test_busy_port_names_variable(processes: stack.Processes) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        process = processes.start("responder-busy", "responder",
+                                  extra_env={"CERTSVC_RESPONDER_ADDRESS": address})
+        returncode = process.wait(timeout=30)
+
+    assert returncode == 2
+    log = processes.log_text("responder-busy")
+    assert "CERTSVC_RESPONDER_ADDRESS" in log
+    assert "Traceback" not in log

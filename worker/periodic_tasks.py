@@ -10,7 +10,8 @@ from rq.scheduler import RQScheduler
 from service.config import Settings
 from service.store import ledger as ledger_rows
 from worker.expiry_warnings import warn_expiring_certificates
-from worker.mirror_rebuild import REBUILD_INTERVAL_SECONDS, rebuild_mirrors
+from worker.mirror_rebuild import (MIRROR_CHECK_INTERVAL_SECONDS, REBUILD_INTERVAL_SECONDS,
+                                   rebuild_lost_mirrors, rebuild_mirrors)
 from worker.recovery import recover_lost_issuances
 from worker.renewal import renew_due_certificates
 from worker.scheduler import PeriodicTask, SchedulerContext
@@ -36,6 +37,8 @@ def periodic_tasks(settings: Settings) -> list[PeriodicTask]:
                      warn_expiring_certificates),
         PeriodicTask("prune-acme-ledger", LEDGER_PRUNE_INTERVAL_SECONDS, prune_acme_ledger),
         PeriodicTask("rebuild-redis-mirrors", REBUILD_INTERVAL_SECONDS, rebuild_mirrors),
+        PeriodicTask("rebuild-lost-redis-mirrors", MIRROR_CHECK_INTERVAL_SECONDS,
+                     rebuild_lost_mirrors),
     ]
 
 

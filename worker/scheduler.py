@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 import psycopg
+import redis
 
 from service.backends import Backends
 from service.config import Settings
@@ -30,6 +31,8 @@ logger = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 # How long a task thread waits after it lost its database connection.
 RECONNECT_DELAY_SECONDS = 2.0
+# A task that keeps failing because Redis or Postgres is down logs this seldom.
+OUTAGE_LOG_INTERVAL_SECONDS = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Scheduler:
         self.tasks = tasks
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._outage_logged_at: dict[str, float] = {}
 
     def start(self) -> None:
         for task in self.tasks:
@@ -94,7 +98,14 @@ class Scheduler:
             error_text = ""
             try:
                 task.run(self.context)
-            except Exception as error:  # a task's bug or outage must not stop the others
+            except (redis.RedisError, Unavailable) as error:
+                # An outage fails every run of a frequent task the same way: one line,
+                # repeated at most once per OUTAGE_LOG_INTERVAL_SECONDS.
+                error_text = f"{type(error).__name__}: {error}"
+                if self._outage_log_due(task.name):
+                    logger.warning("periodic task failed, will run again in %gs task=%s: %s",
+                                   task.interval_seconds, task.name, error_text)
+            except Exception as error:  # a task's bug must not stop the others
                 error_text = f"{type(error).__name__}: {error}"
                 logger.exception("periodic task failed, will run again in %gs task=%s",
                                  task.interval_seconds, task.name)
@@ -104,6 +115,14 @@ class Scheduler:
             return True
         finally:
             locks.unlock_task(connection, task.name)
+
+    def _outage_log_due(self, task_name: str) -> bool:
+        now = time.monotonic()
+        last = self._outage_logged_at.get(task_name)
+        if last is not None and now - last < OUTAGE_LOG_INTERVAL_SECONDS:
+            return False
+        self._outage_logged_at[task_name] = now
+        return True
 
     def _loop(self, task: PeriodicTask) -> None:
         connection: psycopg.Connection | None = None

@@ -84,10 +84,18 @@ class Authenticator:
 
 
 def _certificate_names(context: grpc.ServicerContext) -> list[str]:
-    """Return the subjectAltName entries and common name of a verified client certificate."""
+    """Return the names of a verified client certificate that can map to a principal.
+
+    DNS names come as they are and URIs with their scheme (spiffe://...), so a URI
+    entry cannot pass for the host name it contains. The common name counts only when
+    the certificate has no subjectAltName at all, as for TLS servers (RFC 6125).
+    """
     auth = context.auth_context()
     if auth.get("transport_security_type") != [b"ssl"]:
         return []
-    names = [name.decode(errors="replace") for name in auth.get("x509_subject_alternative_name", [])]
-    names += [name.decode(errors="replace") for name in auth.get("x509_common_name", [])]
+    dns_names = [name.decode(errors="replace") for name in auth.get("peer_dns", [])]
+    uris = [uri.decode(errors="replace") for uri in auth.get("peer_uri", [])]
+    names = dns_names + [uri for uri in uris if "://" in uri]
+    if not auth.get("x509_subject_alternative_name"):
+        names += [name.decode(errors="replace") for name in auth.get("x509_common_name", [])]
     return names

@@ -91,7 +91,8 @@ def create_server(settings: Settings, backends: Backends, address: str | None = 
     else:
         port = server.add_secure_port(address, credentials)
     if port == 0:
-        raise OSError(f"cannot listen on {address}; is another process using the port?")
+        raise ConfigError(f"cannot listen on {address} (CERTSVC_GRPC_ADDRESS); stop the process "
+                          "that uses the port or choose another address")
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -18,7 +18,7 @@ import time
 import redis.asyncio as redis_asyncio
 from redis.exceptions import RedisError
 
-from service.config import Settings
+from service.config import ConfigError, Settings
 from service.redis_keys import SELF_CHECK_TOKEN, RedisKeys, parse_http01_value
 from service.responder import http
 
@@ -288,7 +288,13 @@ def _listening_socket(address: str, reuse_port: bool) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, int(port)))
+    try:
+        sock.bind((host, int(port)))
+    except OSError as error:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on CERTSVC_RESPONDER_ADDRESS={address}: {error.strerror}; stop "
+            "the process that uses the port or choose another address") from None
     sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
