@@ -175,3 +175,15 @@ def test_absolute_form_target(responder_port, redis_client, keys) -> None:
 
     assert raw.startswith(b"HTTP/1.1 200 ")
     assert raw.endswith(key_authorization.encode())
+
+
+@pytest.mark.parametrize(("address", "key"), [
+    ("192.0.2.7", "192.0.2.7"),
+    ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+    ("::ffff:192.0.2.7", "192.0.2.7"),
+])
+def test_connection_cap_client_key(address: str, key: str) -> None:
+    from service.responder.server import client_key
+
+    assert client_key(address) == key

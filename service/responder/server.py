@@ -7,6 +7,7 @@ and keeps serving the CA while everything else restarts.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import re
@@ -161,7 +162,7 @@ class ResponderProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
-        address = peer[0] if peer else "unknown"
+        address = client_key(peer[0]) if peer else "unknown"
         if not self.limits.admit(address):
             self.transport.write(http.response(503, b"too many connections\n", keep_alive=False,
                                                headers=(("Retry-After", "1"),)))
@@ -278,6 +279,20 @@ class ResponderProtocol(asyncio.Protocol):
         if self.buffer:
             self.transport.write(http.response(408, b"request timed out\n", keep_alive=False))
         self.transport.close()
+
+
+def client_key(address: str) -> str:
+    """Return what the per-client connection cap counts for an address: the address
+    itself for IPv4, its /64 network for IPv6, where one client holds a whole /64."""
+    if ":" not in address:
+        return address
+    try:
+        parsed = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.IPv6Network(f"{parsed}/64", strict=False))
 
 
 def _listening_socket(address: str, reuse_port: bool) -> socket.socket:
