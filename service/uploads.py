@@ -96,6 +96,10 @@ def upload_certificate(backends: Backends, caller: Caller, hostname_text: str, c
             f"custom certificate uploaded: {', '.join(details.hostnames)}, issued by "
             f"{details.issuer}, valid until {details.not_after:%Y-%m-%d %H:%M} UTC, "
             f"SHA-256 {details.sha256_fingerprint}")
+    # The change notification reaches this process's cache within milliseconds; dropping
+    # the entry now makes the caller's next GetCertificate read the new certificate.
+    if backends.certificate_cache is not None:
+        backends.certificate_cache.invalidate(domain.hostname)
     # A redirect the user asked for takes effect now that a certificate serves the name.
     sync_mirrors_for(backends, domain.id)
     if in_flight is not None:
