@@ -14,22 +14,22 @@ from collections.abc import Callable
 
 
 def certificate_key_associated_data(domain_id: object) -> bytes:
-    """Bind a certificate's sealed key to the domain it serves."""
+    """Return the associated data that binds a certificate's sealed key to its domain."""
     return f"certsvc/certificate-key/domain/{domain_id}".encode()
 
 
 def account_key_associated_data(account_id: uuid.UUID) -> bytes:
-    """Bind an ACME account's sealed key to its acme_accounts row."""
+    """Return the associated data that binds an ACME account's sealed key to its row."""
     return f"certsvc/acme-account-key/{account_id}".encode()
 
 
 def platform_key_associated_data(certificate_id: uuid.UUID) -> bytes:
-    """Bind the platform certificate's sealed key to its platform_certificates row."""
+    """Return the associated data that binds a platform certificate's sealed key to its row."""
     return f"certsvc/platform-key/{certificate_id}".encode()
 
 
 def order_key_associated_data(issuance_id: uuid.UUID) -> bytes:
-    """Bind the key of an issuance's current ACME order to the issuance row."""
+    """Return the associated data that binds an issuance's order key to the issuance row."""
     return f"certsvc/order-key/issuance/{issuance_id}".encode()
 
 
