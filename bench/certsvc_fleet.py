@@ -55,11 +55,7 @@ class CertsvcFleet:
         self.scratch = scratch
         self.processes = scratch.processes
         self.processes.environment.update({
-            "CERTSVC_ACME_DIRECTORY_URL": pebble.directory_url,
-            "CERTSVC_ACME_CA_BUNDLE": str(pebble.ca_bundle),
-            "CERTSVC_RESPONDER_ADDRESS": f"127.0.0.1:{pebble.http_port}",
-            "CERTSVC_CHALLENGE_PORT": str(pebble.http_port),
-            "CERTSVC_DNS_SERVER": pebble.dns_server,
+            **pebble.certsvc_environment(),
             "CERTSVC_ALLOW_PRIVATE_TARGETS": "1",
         })
         self.pebble = pebble

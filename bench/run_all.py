@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from bench import report, tools
 from bench.harness import REPO_ROOT, RESULTS_DIR, SCRATCH_ROOT, configure_logging

@@ -81,11 +81,7 @@ def main() -> int:
             "CERTSVC_REDIS_URL": stack.REDIS_URL,
             "CERTSVC_REDIS_PREFIX": REDIS_PREFIX,
             "CERTSVC_GRPC_ADDRESS": API_ADDRESS,
-            "CERTSVC_RESPONDER_ADDRESS": f"127.0.0.1:{RESPONDER_PORT}",
-            "CERTSVC_CHALLENGE_PORT": str(RESPONDER_PORT),
-            "CERTSVC_ACME_DIRECTORY_URL": pebble.directory_url,
-            "CERTSVC_ACME_CA_BUNDLE": str(pebble.ca_bundle),
-            "CERTSVC_DNS_SERVER": pebble.dns_server,
+            **pebble.certsvc_environment(),
             "CERTSVC_ALLOW_PRIVATE_TARGETS": "1",
             # Development mode admits calls without credentials; calls that carry the
             # operator token are authenticated as in production.

@@ -82,6 +82,17 @@ class LocalPebble:
     def dns_server(self) -> str:
         return f"127.0.0.1:{self.dns_port}"
 
+    def certsvc_environment(self) -> dict[str, str]:
+        """Return the CERTSVC_* variables that point certsvc at this CA: its directory, its
+        HTTPS root, its resolver, and the responder on the port Pebble validates."""
+        return {
+            "CERTSVC_ACME_DIRECTORY_URL": self.directory_url,
+            "CERTSVC_ACME_CA_BUNDLE": str(self.ca_bundle),
+            "CERTSVC_RESPONDER_ADDRESS": f"127.0.0.1:{self.http_port}",
+            "CERTSVC_CHALLENGE_PORT": str(self.http_port),
+            "CERTSVC_DNS_SERVER": self.dns_server,
+        }
+
     def start(self) -> None:
         """Start both processes and wait until Pebble serves its directory."""
         missing = [name for name in ("pebble", "pebble-challtestsrv") if shutil.which(name) is None]

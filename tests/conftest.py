@@ -20,6 +20,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import redis
 
 import leak_scan
 from devtools import stack
@@ -30,6 +31,7 @@ from service.config import Settings
 from service.encryption import Keyring
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from service.grpc_gen.certsvc.v1 import certsvc_pb2_grpc
+from service.redis_keys import RedisKeys
 from service.store.migrate import migrate
 
 # The operator principal of the shared api: every app, private keys included.
@@ -104,11 +106,7 @@ def base_environment(database_url: str, redis_prefix: str, pebble: LocalPebble,
         "CERTSVC_DATABASE_URL": database_url,
         "CERTSVC_REDIS_URL": stack.REDIS_URL,
         "CERTSVC_REDIS_PREFIX": redis_prefix,
-        "CERTSVC_ACME_DIRECTORY_URL": pebble.directory_url,
-        "CERTSVC_ACME_CA_BUNDLE": str(pebble.ca_bundle),
-        "CERTSVC_RESPONDER_ADDRESS": f"127.0.0.1:{pebble.http_port}",
-        "CERTSVC_CHALLENGE_PORT": str(pebble.http_port),
-        "CERTSVC_DNS_SERVER": pebble.dns_server,
+        **pebble.certsvc_environment(),
         "CERTSVC_ALLOW_PRIVATE_TARGETS": "1",
         "CERTSVC_MASTER_KEY": MASTER_KEY,
         "CERTSVC_API_TOKENS_FILE": str(callers_file),
@@ -196,3 +194,28 @@ def wait_for_issuance(stub: certsvc_pb2_grpc.CertificateServiceStub, issuance_id
 @pytest.fixture
 def log_dir(processes: stack.Processes) -> Path:
     return processes.log_dir
+
+
+@pytest.fixture(scope="session")
+def keys(redis_prefix: str) -> RedisKeys:
+    """Redis key names of this test run."""
+    return RedisKeys(redis_prefix)
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    """A client of the shared Redis, for reading and writing this run's keys."""
+    client = redis.Redis.from_url(stack.REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def responder_port(processes: stack.Processes) -> Iterator[int]:
+    """Port of a `certsvc responder` of this run that no CA uses, for HTTP tests."""
+    port = free_port()
+    process = processes.start("responder-http", "responder",
+                              extra_env={"CERTSVC_RESPONDER_ADDRESS": f"127.0.0.1:{port}"})
+    stack.wait_for_port("127.0.0.1", port, process=process)
+    yield port
+    processes.stop("responder-http")

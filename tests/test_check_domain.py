@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-import redis
 
 from devtools import stack
 from devtools.challtestsrv import ChallTestSrv
@@ -59,13 +58,6 @@ def world(scenario_dns, scenario_ports, tmp_path) -> Iterator[World]:
     played = World(scenario_dns, *scenario_ports, write_self_signed(tmp_path))
     yield played
     played.close()
-
-
-@pytest.fixture(scope="module")
-def redis_client():
-    client = redis.Redis.from_url(stack.REDIS_URL)
-    yield client
-    client.close()
 
 
 def _check(check_stub, world: World, redis_client, redis_prefix: str,

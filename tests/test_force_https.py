@@ -8,44 +8,19 @@ import uuid
 
 import grpc
 import pytest
-import redis
 
 from conftest import unique_hostname, wait_for_issuance
-from devtools import stack
 from devtools.pebble import free_port
 from pki_factory import DAY, Pki, now
 from service import force_https
 from service.certificate_details import describe, seal_private_key
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
-from service.redis_keys import RedisKeys
 from service.sealed_columns import certificate_key_associated_data
 from service.store import certificates as certificate_rows
 from service.store import domains as domain_rows
 from service.store.certificates import NewCertificate
 
 PATH = "/.well-known/acme-challenge/_g_selfcheck_"
-
-
-@pytest.fixture(scope="module")
-def responder_port(processes: stack.Processes):
-    port = free_port()
-    process = processes.start("responder-force-https", "responder",
-                              extra_env={"CERTSVC_RESPONDER_ADDRESS": f"127.0.0.1:{port}"})
-    stack.wait_for_port("127.0.0.1", port, process=process)
-    yield port
-    processes.stop("responder-force-https")
-
-
-@pytest.fixture(scope="module")
-def keys(redis_prefix: str) -> RedisKeys:
-    return RedisKeys(redis_prefix)
-
-
-@pytest.fixture(scope="module")
-def redis_client():
-    client = redis.Redis.from_url(stack.REDIS_URL)
-    yield client
-    client.close()
 
 
 # Certificates given to domains in these tests come from this one throwaway CA.

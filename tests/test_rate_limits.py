@@ -16,7 +16,8 @@ from service.rate_limits import (LETS_ENCRYPT_DIRECTORY_URL, RateLimit, RateLimi
                                  parse_rate_limits)
 from service.store.ledger import LedgerEntry
 from stacks import isolated_stack
-from worker.rate_limit_guard import registered_domain, reserve_order
+from service.validation.public_suffix import registered_domain
+from worker.rate_limit_guard import reserve_order
 
 
 @pytest.mark.parametrize(("hostname", "registered"), [

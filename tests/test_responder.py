@@ -6,33 +6,8 @@ import secrets
 import socket
 
 import pytest
-import redis
 
-from devtools import stack
-from devtools.pebble import free_port
 from service.redis_keys import RedisKeys, http01_value
-
-
-@pytest.fixture(scope="module")
-def responder_port(processes: stack.Processes) -> int:
-    port = free_port()
-    process = processes.start("responder-http", "responder",
-                              extra_env={"CERTSVC_RESPONDER_ADDRESS": f"127.0.0.1:{port}"})
-    stack.wait_for_port("127.0.0.1", port, process=process)
-    yield port
-    processes.stop("responder-http")
-
-
-@pytest.fixture(scope="module")
-def keys(redis_prefix: str) -> RedisKeys:
-    return RedisKeys(redis_prefix)
-
-
-@pytest.fixture(scope="module")
-def redis_client():
-    client = redis.Redis.from_url(stack.REDIS_URL)
-    yield client
-    client.close()
 
 
 def _exchange(port: int, raw: bytes) -> bytes:

@@ -32,7 +32,8 @@ from worker.context import WorkerContext
 from worker.errors import IssuanceCancelled, IssuanceError, SelfCheckFailed
 from worker.issued_chain import parse_fullchain, verify_issued_chain
 from worker.orders import OrderSteps, ValidationFailed
-from worker.rate_limit_guard import RateLimitDelay, registered_domain, reserve_order
+from service.validation.public_suffix import registered_domain
+from worker.rate_limit_guard import RateLimitDelay, reserve_order
 from worker.self_check_step import skip_self_check
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ from service.rate_limits import RateLimit
 from service.store import ledger as ledger_rows
 from service.store import locks
 from service.store.ledger import LedgerEntry
-from service.validation.public_suffix import registered_domain
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,6 @@ content. Pure functions without I/O.
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import re
 
