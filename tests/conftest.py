@@ -25,7 +25,9 @@ import redis
 import leak_scan
 from devtools import stack
 from devtools.credentials import new_master_key, new_token, with_bearer_token, write_callers_file
+from devtools.challtestsrv import ChallTestSrv
 from devtools.pebble import LocalPebble, free_port
+from selfcheck_world import World, write_self_signed
 from service.backends import Backends
 from service.config import Settings
 from service.encryption import Keyring
@@ -219,3 +221,27 @@ def responder_port(processes: stack.Processes) -> Iterator[int]:
     stack.wait_for_port("127.0.0.1", port, process=process)
     yield port
     processes.stop("responder-http")
+
+
+@pytest.fixture(scope="session")
+def scenario_dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChallTestSrv]:
+    """A pebble-challtestsrv without default answers, for self-check scenarios."""
+    server = ChallTestSrv(tmp_path_factory.mktemp("scenario-dns"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def scenario_ports() -> tuple[int, int]:
+    """The HTTP and HTTPS ports that self-check scenarios serve on, in place of 80 and 443."""
+    return free_port(), free_port()
+
+
+@pytest.fixture
+def world(scenario_dns: ChallTestSrv, scenario_ports: tuple[int, int],
+          tmp_path: Path) -> Iterator[World]:
+    """A self-check scenario player; its servers and DNS answers go when the test ends."""
+    played = World(scenario_dns, *scenario_ports, write_self_signed(tmp_path))
+    yield played
+    played.close()

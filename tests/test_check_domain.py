@@ -14,25 +14,11 @@ import grpc
 import pytest
 
 from devtools import stack
-from devtools.challtestsrv import ChallTestSrv
 from devtools.pebble import free_port
-from selfcheck_world import PATH, SELF_CHECK_BODY, World, write_self_signed
+from selfcheck_world import PATH, SELF_CHECK_BODY, World
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from service.grpc_gen.certsvc.v1 import certsvc_pb2_grpc
 from service.redis_keys import RedisKeys
-
-
-@pytest.fixture(scope="module")
-def scenario_dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChallTestSrv]:
-    server = ChallTestSrv(tmp_path_factory.mktemp("check-domain-dns"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def scenario_ports() -> tuple[int, int]:
-    return free_port(), free_port()
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +37,6 @@ def check_stub(processes: stack.Processes, scenario_dns, scenario_ports
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield certsvc_pb2_grpc.CertificateServiceStub(channel)
     processes.stop("api-check-domain")
-
-
-@pytest.fixture
-def world(scenario_dns, scenario_ports, tmp_path) -> Iterator[World]:
-    played = World(scenario_dns, *scenario_ports, write_self_signed(tmp_path))
-    yield played
-    played.close()
 
 
 def _check(check_stub, world: World, redis_client, redis_prefix: str,

@@ -4,38 +4,16 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from devtools.challtestsrv import ChallTestSrv
 from devtools.pebble import free_port
-from selfcheck_world import PATH, SELF_CHECK_BODY, World, write_self_signed
+from selfcheck_world import PATH, SELF_CHECK_BODY, World
 from service.config import Settings
 from worker.selfcheck import CheckResult, run_self_check
 
 # Each scenario below plays one kind of real-world setup; the documentation addresses
 # (192.0.2.0/24, 198.51.100.0/24, 2001:db8::/32) are mapped to loopback.
-
-
-@pytest.fixture(scope="module")
-def scenario_dns(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChallTestSrv]:
-    server = ChallTestSrv(tmp_path_factory.mktemp("scenario-dns"))
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def scenario_ports() -> tuple[int, int]:
-    return free_port(), free_port()
-
-
-@pytest.fixture
-def world(scenario_dns, scenario_ports, tmp_path) -> Iterator[World]:
-    played = World(scenario_dns, *scenario_ports, write_self_signed(tmp_path))
-    yield played
-    played.close()
 
 
 def _host(label: str = "shop") -> str:
