@@ -1,7 +1,7 @@
 """A pebble-challtestsrv process used only as a DNS server whose answers a test sets.
 
-Unlike the one that LocalPebble starts, it has no default addresses: a name without
-records gets an empty answer, so a test can also play a domain with no A record.
+Without a default address a name without records gets an empty answer, so a test can
+also play a domain with no A record; LocalPebble's has 127.0.0.1 as the default.
 """
 
 from __future__ import annotations
@@ -12,16 +12,20 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from devtools.pebble import _wait_for_port, free_port
+from devtools.ports import free_port, wait_for_listener
+
+STARTUP_TIMEOUT_SECONDS = 30.0
 
 
 class ChallTestSrv:
     """pebble-challtestsrv's mock DNS server and its management API on free loopback ports."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, default_ipv4: str = "", dns_port: int | None = None,
+                 management_port: int | None = None) -> None:
         self.workdir = workdir
-        self.dns_port = free_port()
-        self.management_port = free_port()
+        self.default_ipv4 = default_ipv4
+        self.dns_port = dns_port or free_port()
+        self.management_port = management_port or free_port()
         self.process: subprocess.Popen | None = None
 
     @property
@@ -33,12 +37,12 @@ class ChallTestSrv:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.workdir / "challtestsrv-dns.log", "ab") as log:
             self.process = subprocess.Popen([
-                "pebble-challtestsrv", "-defaultIPv4", "", "-defaultIPv6", "",
+                "pebble-challtestsrv", "-defaultIPv4", self.default_ipv4, "-defaultIPv6", "",
                 "-dns01", self.dns_server,
                 "-management", f"127.0.0.1:{self.management_port}",
                 "-http01", "", "-https01", "", "-tlsalpn01", "",
             ], stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
-        _wait_for_port(self.management_port)
+        wait_for_listener(self.management_port, STARTUP_TIMEOUT_SECONDS)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -25,25 +24,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from devtools.challtestsrv import ChallTestSrv
+from devtools.ports import free_port, port_is_free  # noqa: F401 (imported from here)
+
 STARTUP_TIMEOUT_SECONDS = 30.0
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """Return whether a server could listen on the port now (TIME-WAIT leftovers do not count)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 class LocalPebble:
@@ -67,6 +53,9 @@ class LocalPebble:
         self.va_sleep_seconds = va_sleep_seconds
         self.processes: list[subprocess.Popen] = []
         self.ca_bundle = workdir / "pebble-https-ca.pem"
+        # Every name resolves to 127.0.0.1 unless a test adds records for it.
+        self.dns = ChallTestSrv(workdir, default_ipv4="127.0.0.1", dns_port=dns_port,
+                                management_port=challtestsrv_management_port)
 
     @classmethod
     def on_free_ports(cls, workdir: Path, **options: int | None) -> LocalPebble:
@@ -113,19 +102,13 @@ class LocalPebble:
             "ocspResponderURL": "",
             "externalAccountBindingRequired": False,
         }}))
-        self._spawn("challtestsrv", [
-            "pebble-challtestsrv",
-            "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
-            "-dns01", self.dns_server,
-            "-management", f"127.0.0.1:{self.challtestsrv_management_port}",
-            "-http01", "", "-https01", "", "-tlsalpn01", "",
-        ], {})
-        _wait_for_port(self.challtestsrv_management_port)
+        self.dns.start()
         self._spawn("pebble", ["pebble", "-config", str(config), "-dnsserver", self.dns_server],
                     self._pebble_environment())
         self._wait_for_directory()
 
     def stop(self) -> None:
+        self.dns.stop()
         for process in reversed(self.processes):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -166,21 +149,18 @@ class LocalPebble:
         return self._management_get("/intermediates/0")
 
     def add_a_record(self, hostname: str, addresses: list[str]) -> None:
-        self._challtestsrv_post("/add-a", {"host": hostname, "addresses": addresses})
+        self.dns.add_a_record(hostname, addresses)
 
     def add_aaaa_record(self, hostname: str, addresses: list[str]) -> None:
-        self._challtestsrv_post("/add-aaaa", {"host": hostname, "addresses": addresses})
-
-    def clear_records(self, hostname: str) -> None:
-        self._challtestsrv_post("/clear-a", {"host": hostname})
-        self._challtestsrv_post("/clear-aaaa", {"host": hostname})
+        self.dns.add_aaaa_record(hostname, addresses)
 
     def add_caa_record(self, hostname: str, policies: list[dict[str, str]]) -> None:
         """Add CAA records, e.g. [{"tag": "issue", "value": "letsencrypt.org"}]."""
-        self._challtestsrv_post("/add-caa", {"host": hostname, "policies": policies})
+        self.dns.add_caa_record(hostname, policies)
 
-    def clear_caa_records(self, hostname: str) -> None:
-        self._challtestsrv_post("/clear-caa", {"host": hostname})
+    def clear_records(self, hostname: str) -> None:
+        """Remove a name's A, AAAA and CAA records."""
+        self.dns.clear_records(hostname)
 
     def _spawn(self, name: str, arguments: list[str], environment: dict[str, str]) -> None:
         log = open(self.workdir / f"{name}.log", "ab")
@@ -213,22 +193,6 @@ class LocalPebble:
         with urllib.request.urlopen(url, context=context, timeout=5) as response:
             return response.read().decode()
 
-    def _challtestsrv_post(self, path: str, body: dict) -> None:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.challtestsrv_management_port}{path}",
-            data=json.dumps(body).encode(), method="POST")
-        with urllib.request.urlopen(request, timeout=5) as response:
-            response.read()
-
-
-def _wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {STARTUP_TIMEOUT_SECONDS:g} s")
 
 
 def write_https_material(workdir: Path, ca_path: Path,

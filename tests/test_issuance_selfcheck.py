@@ -62,5 +62,5 @@ def test_caa_forbids_order(stub, pebble) -> None:
     types = [event.type for event in
              stub.ListDomainEvents(pb.ListDomainEventsRequest(hostname=hostname)).events]
     assert "ORDER_CREATED" not in types
-    pebble.clear_caa_records(hostname)
+    pebble.clear_records(hostname)
     stub.RemoveDomain(pb.RemoveDomainRequest(hostname=hostname))
