@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import uuid
 
 import psycopg
 from cryptography.hazmat.primitives import serialization
@@ -55,35 +56,97 @@ def certificate_warnings(record: CertificateRecord, now: datetime.datetime) -> l
     return warnings
 
 
+def warnings_change_at(record: CertificateRecord,
+                       now: datetime.datetime) -> datetime.datetime | None:
+    """Return when certificate_warnings() next returns other text, or None for never.
+
+    Only uploaded certificates get the time-dependent expiry warning: it appears
+    CUSTOM_EXPIRY_WARNING_DAYS before expiry, counts the remaining whole days down and
+    turns into "expired" at not_after.
+    """
+    if record.source != "CUSTOM":
+        return None
+    remaining = record.not_after - now
+    if remaining <= datetime.timedelta(0):
+        return None
+    warning_period = datetime.timedelta(days=CUSTOM_EXPIRY_WARNING_DAYS)
+    if remaining >= warning_period:
+        return record.not_after - warning_period
+    return record.not_after - datetime.timedelta(days=remaining.days)
+
+
 def get_certificate(backends: Backends, caller: Caller, hostname_text: str,
                     include_private_key: bool) -> CertificateView:
-    """Return the certificate that serves a hostname now.
+    """Return the certificate that serves a hostname now, read from Postgres.
 
-    That is the certificate of the hostname's own domain (for a platform hostname, the
-    platform's newest certificate) or, when it has none, the certificate of the
-    wildcard domain one label up ("*.example.com" serves "shop.example.com").
+    The api's GetCertificate responds from service.api.certificate_responses, which
+    caches; this function never does.
     """
+    check_private_key_permission(caller, include_private_key)
+    serving = find_serving(backends, caller, parse_hostname(hostname_text))
+    record = serving.certificate
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key_pem = serving_key_pem(backends, caller, serving) if include_private_key else ""
+    return CertificateView(record, key_pem, certificate_warnings(record, now))
+
+
+def check_private_key_permission(caller: Caller, include_private_key: bool) -> None:
     if include_private_key and not caller.may_read_private_keys:
         raise PermissionDenied("this caller may not read private keys; ask for the certificate "
                                "without include_private_key")
-    cache = backends.certificate_cache
-    # The cache contains normal forms only, so a hostname already in normal form is looked
-    # up before it is normalized: normalizing a normal form returns it unchanged.
-    serving = cache.get(hostname_text) if cache is not None else None
-    hostname = None
-    if serving is None:
-        hostname = parse_hostname(hostname_text)
-        if cache is not None and hostname.ascii != hostname_text:
-            serving = cache.get(hostname.ascii)
-    if serving is not None and not caller.may_see_app(serving.app_id):
-        # Another candidate the caller may see could serve it; ask Postgres.
-        serving = None
-    if serving is None:
-        serving = _find_serving(backends, caller, hostname or parse_hostname(hostname_text))
+
+
+def find_serving(backends: Backends, caller: Caller,
+                 hostname: Hostname) -> certificate_rows.ServingCandidate:
+    """Look up what serves a hostname in Postgres, in one query.
+
+    That is the hostname's own domain with its certificate (for a platform hostname,
+    the platform's newest certificate) or, when it has none, the wildcard domain one
+    label up ("*.example.com" serves "shop.example.com"). Raises NotFound when
+    nothing the caller may see serves it. The result's certificate is never None.
+    """
+    candidates = [hostname.ascii]
+    parent = hostname.ascii.partition(".")[2]
+    if not hostname.wildcard and "." in parent:
+        candidates.append(f"*.{parent}")
+    with backends.database.read() as connection:
+        found = certificate_rows.find_serving_candidates(connection, candidates)
+        visible = {row.hostname: row for row in found if caller.may_see_app(row.app_id)}
+        served = [_with_platform_certificate(connection, visible[name])
+                  for name in candidates if name in visible]
+    serving = next((row for row in served if row.certificate is not None), None)
+    if serving is not None:
+        return serving
+
+    domain = visible.get(hostname.ascii)
+    if domain is None:
+        raise NotFound(f"domain {hostname.ascii} not found; add it with AddDomain first")
+    if domain.platform:
+        raise NotFound(f"{domain.hostname} is a platform hostname and the platform "
+                       f"certificate is not installed yet; {PENDING_REASON}")
+    raise NotFound(
+        f"{domain.hostname} has no certificate yet (status {domain.status}); request one "
+        "with RequestCertificate or upload one with UploadCertificate"
+    )
+
+
+def cacheable(serving: certificate_rows.ServingCandidate, hostname: Hostname) -> bool:
+    """Return whether a response may be cached under the hostname it was asked for.
+
+    Only a domain served by its own certificate qualifies: what serves it then depends
+    on its own row and certificate alone, whose changes the cache hears of. Wildcard
+    and platform results depend on other rows and are looked up every time.
+    """
+    return serving.hostname == hostname.ascii and not serving.platform
+
+
+def serving_key_pem(backends: Backends, caller: Caller,
+                    serving: certificate_rows.ServingCandidate) -> str:
+    """Return the private key of the certificate that serves a hostname, as PKCS#8 PEM.
+
+    The caller must already have passed check_private_key_permission().
+    """
     record = serving.certificate
-    now = datetime.datetime.now(datetime.timezone.utc)
-    if not include_private_key:
-        return CertificateView(record, "", certificate_warnings(record, now))
     if serving.platform and not caller.is_operator:
         raise PermissionDenied(
             f"{serving.hostname} is served by the platform's wildcard certificate, whose key "
@@ -91,45 +154,8 @@ def get_certificate(backends: Backends, caller: Caller, hostname_text: str,
             "include_private_key")
     associated_data = (platform_key_associated_data(record.id) if serving.platform
                        else certificate_key_associated_data(record.domain_id))
-    key_pem = unseal_key_pem(backends, record, associated_data, serving.hostname)
-    return CertificateView(record, key_pem, certificate_warnings(record, now))
-
-
-def _find_serving(backends: Backends, caller: Caller,
-                  hostname: Hostname) -> certificate_rows.ServingCandidate:
-    """Look up what serves a hostname in Postgres, raising NotFound when nothing does.
-
-    Only a domain served by its own certificate goes into the cache: what serves it
-    then depends on its own row and certificate alone, whose changes the cache hears of.
-    Wildcard and platform results depend on other rows and are looked up every time.
-    """
-    candidates = [hostname.ascii]
-    parent = hostname.ascii.partition(".")[2]
-    if not hostname.wildcard and "." in parent:
-        candidates.append(f"*.{parent}")
-    cache = backends.certificate_cache
-    version = cache.version() if cache is not None else 0
-    with backends.database.read() as connection:
-        found = certificate_rows.find_serving_candidates(connection, candidates)
-        visible = {row.hostname: row for row in found if caller.may_see_app(row.app_id)}
-        served = [_with_platform_certificate(connection, visible[name])
-                  for name in candidates if name in visible]
-    serving = next((row for row in served if row.certificate is not None), None)
-
-    if serving is None or serving.certificate is None:
-        domain = visible.get(hostname.ascii)
-        if domain is None:
-            raise NotFound(f"domain {hostname.ascii} not found; add it with AddDomain first")
-        if domain.platform:
-            raise NotFound(f"{domain.hostname} is a platform hostname and the platform "
-                           f"certificate is not installed yet; {PENDING_REASON}")
-        raise NotFound(
-            f"{domain.hostname} has no certificate yet (status {domain.status}); request one "
-            "with RequestCertificate or upload one with UploadCertificate"
-        )
-    if cache is not None and serving.hostname == hostname.ascii and not serving.platform:
-        cache.put(serving, version)
-    return serving
+    return unseal_key_pem(backends, record.id, record.private_key_sealed, associated_data,
+                          serving.hostname)
 
 
 def _with_platform_certificate(connection: psycopg.Connection,
@@ -142,14 +168,14 @@ def _with_platform_certificate(connection: psycopg.Connection,
     return dataclasses.replace(row, certificate=record)
 
 
-def unseal_key_pem(backends: Backends, record: CertificateRecord, associated_data: bytes,
-                   hostname: str) -> str:
+def unseal_key_pem(backends: Backends, certificate_id: uuid.UUID, private_key_sealed: bytes,
+                   associated_data: bytes, hostname: str) -> str:
     """Open a certificate's sealed private key and return it as PKCS#8 PEM."""
     try:
-        key_der = backends.keyring.unseal(record.private_key_sealed, associated_data)
+        key_der = backends.keyring.unseal(private_key_sealed, associated_data)
     except UnsealError as error:
         logger.error("cannot unseal private key certificate_id=%s hostname=%s: %s",
-                     record.id, hostname, error)
+                     certificate_id, hostname, error)
         raise DataLoss(f"the private key of {hostname} cannot be decrypted: {error}") from None
     key = serialization.load_der_private_key(key_der, password=None)
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import grpc
+import psycopg
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -205,6 +206,54 @@ def test_taken_hostname_already_exists(plain_channel, domains) -> None:
                        timeout=10)
 
     assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+@pytest.fixture(scope="module")
+def certified_domain(plain_channel, database_url: str) -> str:
+    """A domain of app-a with a certificate row, written to Postgres directly."""
+    hostname = unique_hostname("auth-cached")
+    _stub(plain_channel, "operator").AddDomain(pb.AddDomainRequest(hostname=hostname,
+                                                                   app_id="app-a"))
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        domain_id = connection.execute("SELECT id FROM domains WHERE hostname = %s",
+                                       (hostname,)).fetchone()[0]
+        certificate_id = connection.execute(
+            """
+            INSERT INTO certificates (domain_id, source, hostnames, chain_pem,
+                private_key_sealed, key_type, not_before, not_after, issuer, serial_number,
+                sha256_fingerprint)
+            VALUES (%s, 'LETS_ENCRYPT', ARRAY[%s], 'chain', '\\x00', 'ECDSA-P256', now(),
+                    now() + interval '90 days', 'CN=test', '01', 'AA')
+            RETURNING id
+            """, (domain_id, hostname)).fetchone()[0]
+        connection.execute("UPDATE domains SET certificate_id = %s WHERE id = %s",
+                           (certificate_id, domain_id))
+    return hostname
+
+
+def test_cached_certificate_only_for_its_app(plain_channel, certified_domain: str) -> None:
+    request = pb.GetCertificateRequest(hostname=certified_domain)
+    owner = _stub(plain_channel, "app-a")
+    for _ in range(3):  # the second and third responses come from the api's cache
+        assert owner.GetCertificate(request, timeout=10).hostnames == [certified_domain]
+
+    other_app = _code(_stub(plain_channel, "app-b").GetCertificate, request)
+    typed_form = _code(_stub(plain_channel, "app-b").GetCertificate,
+                       pb.GetCertificateRequest(hostname=certified_domain.upper()))
+
+    assert other_app == grpc.StatusCode.NOT_FOUND
+    assert typed_form == grpc.StatusCode.NOT_FOUND
+
+
+def test_cached_certificate_key_needs_permission(plain_channel, certified_domain: str) -> None:
+    owner = _stub(plain_channel, "app-a")
+    owner.GetCertificate(pb.GetCertificateRequest(hostname=certified_domain), timeout=10)
+    owner.GetCertificate(pb.GetCertificateRequest(hostname=certified_domain), timeout=10)
+
+    code = _code(owner.GetCertificate, pb.GetCertificateRequest(hostname=certified_domain,
+                                                                include_private_key=True))
+
+    assert code == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_private_key_needs_permission(plain_channel, domains) -> None:

@@ -4,6 +4,7 @@ notifications from Postgres, and GetCertificate served through it by the api."""
 from __future__ import annotations
 
 import datetime
+import math
 import queue
 import time
 import uuid
@@ -12,23 +13,24 @@ import psycopg
 import pytest
 
 from conftest import unique_hostname
-from service.certificate_cache import CertificateCache
+from service.api.guard import SerializedResponse, check_response
+from service.callers import Caller
+from service.certificate_cache import CachedCertificate, CertificateCache
+from service.certificates import certificate_warnings, warnings_change_at
+from service.errors import NotFound, PermissionDenied
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
 from service.store.certificate_changes import CertificateChangeListener
-from service.store.certificates import CertificateRecord, ServingCandidate
+from service.store.records import CertificateRecord
 from service.validation.hostname import normalize_hostname
 
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 
 
-def _serving(hostname: str, chain_pem: str = "chain") -> ServingCandidate:
-    record = CertificateRecord(
-        id=uuid.uuid4(), domain_id=uuid.uuid4(), source="LETS_ENCRYPT", hostnames=[hostname],
-        chain_pem=chain_pem, private_key_sealed=b"sealed", key_type="ECDSA-P256",
-        not_before=NOW, not_after=NOW, issuer="CN=test", serial_number="01",
-        sha256_fingerprint="AA", warnings=[], issuance_id=None, created_at=NOW)
-    return ServingCandidate(id=record.domain_id, hostname=hostname, app_id="app-1",
-                            status="ACTIVE", platform=False, certificate=record)
+def _serving(hostname: str, response: bytes = b"response",
+             fresh_until: float = math.inf) -> CachedCertificate:
+    return CachedCertificate(hostname=hostname, app_id="app-1", domain_id=uuid.uuid4(),
+                             certificate_id=uuid.uuid4(), private_key_sealed=b"sealed",
+                             response=response, fresh_until=fresh_until)
 
 
 def _listening_cache(**limits) -> CertificateCache:
@@ -103,7 +105,7 @@ def test_cache_bounded_by_bytes() -> None:
     cache = _listening_cache(max_bytes=40_000)
 
     for index in range(20):
-        cache.put(_serving(f"h{index}.example.com", chain_pem="x" * 10_000), cache.version())
+        cache.put(_serving(f"h{index}.example.com", response=b"x" * 10_000), cache.version())
 
     assert cache.size_bytes <= 40_000
     assert len(cache) == 3
@@ -117,6 +119,76 @@ def test_cache_entry_expires_after_max_age() -> None:
     time.sleep(0.02)
 
     assert cache.get("a.example.com") is None
+
+
+def test_cache_entry_expires_when_warnings_change() -> None:
+    cache = _listening_cache()
+    cache.put(_serving("a.example.com", fresh_until=time.monotonic() + 0.01), cache.version())
+
+    time.sleep(0.02)
+
+    assert cache.get("a.example.com") is None
+    assert len(cache) == 0
+
+
+def _record(source: str, not_after: datetime.datetime) -> CertificateRecord:
+    return CertificateRecord(
+        id=uuid.uuid4(), domain_id=uuid.uuid4(), source=source, hostnames=["a.example.com"],
+        chain_pem="chain", private_key_sealed=b"sealed", key_type="ECDSA-P256",
+        not_before=NOW - datetime.timedelta(days=60), not_after=not_after, issuer="CN=test",
+        serial_number="01", sha256_fingerprint="AA", warnings=[], issuance_id=None,
+        created_at=NOW)
+
+
+@pytest.mark.parametrize(("source", "days_left", "changes_in_days"), [
+    ("LETS_ENCRYPT", 10.0, None),
+    ("CUSTOM", 90.0, 60.0),
+    ("CUSTOM", 30.0, 0.0),
+    ("CUSTOM", 12.25, 0.25),
+    ("CUSTOM", 0.5, 0.5),
+    ("CUSTOM", -1.0, None),
+])
+def test_warnings_change_at(source: str, days_left: float,
+                            changes_in_days: float | None) -> None:
+    record = _record(source, NOW + datetime.timedelta(days=days_left))
+
+    change_at = warnings_change_at(record, NOW)
+
+    if changes_in_days is None:
+        assert change_at is None
+    else:
+        assert change_at == NOW + datetime.timedelta(days=changes_in_days)
+
+
+def test_warnings_constant_until_change_at() -> None:
+    record = _record("CUSTOM", NOW + datetime.timedelta(days=12, hours=6))
+    change_at = warnings_change_at(record, NOW)
+    before = change_at - datetime.timedelta(seconds=1)
+    after = change_at + datetime.timedelta(seconds=1)
+
+    assert certificate_warnings(record, before) == certificate_warnings(record, NOW)
+    assert certificate_warnings(record, after) != certificate_warnings(record, NOW)
+
+
+def _declared(app_id: str, carries_private_key: bool) -> SerializedResponse:
+    return SerializedResponse(b"", pb.Certificate, app_id=app_id,
+                              carries_private_key=carries_private_key)
+
+
+def test_guard_withholds_other_app_response() -> None:
+    caller = Caller(name="app-b", app_ids=frozenset({"app-b"}), may_read_private_keys=True)
+
+    with pytest.raises(NotFound):
+        check_response(caller, _declared("app-a", carries_private_key=False))
+    check_response(caller, _declared("app-b", carries_private_key=True))
+
+
+def test_guard_withholds_serialized_key_without_permission() -> None:
+    caller = Caller(name="app-a", app_ids=frozenset({"app-a"}), may_read_private_keys=False)
+
+    with pytest.raises(PermissionDenied):
+        check_response(caller, _declared("app-a", carries_private_key=True))
+    check_response(caller, _declared("app-a", carries_private_key=False))
 
 
 @pytest.mark.parametrize("typed", ["Shop.Example.com.", "faß.de", "*.Example.com",

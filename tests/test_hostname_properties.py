@@ -12,6 +12,7 @@ from service.validation.hostname import (
     MAX_LABEL_LENGTH,
     Hostname,
     HostnameError,
+    normalize_fully,
     normalize_hostname,
 )
 
@@ -112,3 +113,30 @@ def test_normal_form_is_stable(text: str) -> None:
         assert normalize_hostname(hostname.ascii) == hostname
         assert normalize_hostname(hostname.unicode).ascii == hostname.ascii
         assert normalize_hostname(hostname.ascii.upper() + ".").ascii == hostname.ascii
+
+
+plain_names = st.builds(
+    lambda parts, tld, wildcard: ("*." if wildcard else "") + ".".join([*parts, tld]),
+    st.lists(st.from_regex(r"[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?", fullmatch=True),
+             min_size=0, max_size=5),
+    st.sampled_from(["com", "de", "example", "co.uk", "github.io", "local", "123", "xn--p1ai",
+                     "a--b", "1e", "1", "uk"]),
+    st.booleans(),
+)
+
+
+@given(st.one_of(plain_names, mutated()))
+@example("shop.example.com")
+@example("*.co.uk")
+@example("192.168.0.1")
+@example("a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 57 + ".com")
+@example("a" * 63 + "." + "b" * 63 + "." + "c" * 63 + "." + "d" * 58 + ".com")
+@settings(max_examples=500)
+def test_plain_name_shortcut_matches_full_rules(text: str) -> None:
+    def outcome(normalize) -> Hostname | str:
+        try:
+            return normalize(text)
+        except HostnameError as error:
+            return f"error: {error}"
+
+    assert outcome(normalize_hostname) == outcome(normalize_fully)

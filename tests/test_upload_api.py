@@ -187,6 +187,47 @@ def test_second_upload_replaces_first(upload_stub, pki: Pki) -> None:
     assert _chain(served.chain_pem)[0] == second_leaf.certificate
 
 
+def test_upload_replaces_cached_response(upload_stub, pki: Pki) -> None:
+    zone = unique_zone()
+    request = pb.GetCertificateRequest(hostname=host_of(zone))
+    _, first = _add_and_upload(upload_stub, pki, zone)
+    for _ in range(3):  # the second and third responses come from the api's cache
+        assert upload_stub.GetCertificate(request).id == first.id
+    second_leaf = pki.leaf([host_of(zone)])
+
+    second = upload_stub.UploadCertificate(pb.UploadCertificateRequest(
+        hostname=host_of(zone), certificate_chain_pem=pki.chain_pem(second_leaf),
+        private_key_pem=second_leaf.key_pem()))
+
+    # No waiting: the api that took the upload drops its cached response before returning.
+    served = upload_stub.GetCertificate(request)
+    assert served.id == second.id
+    keyed = upload_stub.GetCertificate(pb.GetCertificateRequest(hostname=host_of(zone),
+                                                                include_private_key=True))
+    key = serialization.load_pem_private_key(keyed.private_key_pem.encode(), password=None)
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert key.public_key().public_bytes(*spki) == (
+        second_leaf.key.public_key().public_bytes(*spki))
+
+
+def test_cached_response_with_key_matches(upload_stub, pki: Pki) -> None:
+    zone = unique_zone()
+    leaf, _ = _add_and_upload(upload_stub, pki, zone)
+    keyed = pb.GetCertificateRequest(hostname=host_of(zone), include_private_key=True)
+    plain = pb.GetCertificateRequest(hostname=host_of(zone))
+
+    from_database = upload_stub.GetCertificate(keyed)
+    from_cache = upload_stub.GetCertificate(keyed)
+    without_key = upload_stub.GetCertificate(plain)
+
+    assert from_cache == from_database
+    assert from_cache.private_key_pem.startswith("-----BEGIN PRIVATE KEY-----")
+    assert without_key.private_key_pem == ""
+    without_key.private_key_pem = from_cache.private_key_pem
+    assert without_key == from_cache
+    assert _chain(from_cache.chain_pem)[0] == leaf.certificate
+
+
 def test_wildcard_serves_one_label(upload_stub, pki: Pki) -> None:
     zone = unique_zone()
     _, wildcard = _add_and_upload(upload_stub, pki, zone, names=[f"*.{zone}"],

@@ -41,6 +41,28 @@ def current_caller() -> Caller | None:
     return _current_caller.get()
 
 
+class SerializedResponse:
+    """A response message already serialized, with what the guard checks about it.
+
+    An RPC method may return one in place of a message, so that a cached response costs
+    no message to build or serialize. The guard sends data as it is.
+    """
+
+    __slots__ = ("data", "message_type", "app_id", "carries_private_key")
+
+    def __init__(self, data: bytes, message_type: type[Message], *, app_id: str,
+                 carries_private_key: bool) -> None:
+        self.data = data
+        self.message_type = message_type
+        """The message class that data is a serialization of."""
+        self.app_id = app_id
+        """The app that the data belongs to, or an empty string for none."""
+        self.carries_private_key = carries_private_key
+
+    def parse(self) -> Message:
+        return self.message_type.FromString(self.data)
+
+
 @dataclasses.dataclass(frozen=True)
 class UndecodableRequest:
     """Stands in for a request that is too large or not a valid protobuf message."""
@@ -56,22 +78,35 @@ class CallGuard(grpc.ServerInterceptor):
         self.open_services = {health.SERVICE_NAME}
         if open_reflection:
             self.open_services |= _REFLECTION_SERVICES
+        # Guarded handlers by method name, built on a method's first call. Only methods
+        # that the server has registered get an entry, so the map stays small.
+        self._guarded: dict[str, grpc.RpcMethodHandler] = {}
 
     def intercept_service(self, continuation: Callable[[Any], grpc.RpcMethodHandler | None],
                           handler_call_details: grpc.HandlerCallDetails
                           ) -> grpc.RpcMethodHandler | None:
+        method = handler_call_details.method
+        guarded = self._guarded.get(method)
+        if guarded is not None:
+            return guarded
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        service = handler_call_details.method.lstrip("/").partition("/")[0]
+        guarded = self._guard_handler(handler, method)
+        if guarded is not None:
+            self._guarded[method] = guarded
+        return guarded
+
+    def _guard_handler(self, handler: grpc.RpcMethodHandler,
+                       method: str) -> grpc.RpcMethodHandler | None:
+        service = method.lstrip("/").partition("/")[0]
         if service in self.open_services:
             return handler
-        method = handler_call_details.method
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 self._guard_unary(handler.unary_unary, method),
                 request_deserializer=_lenient(handler.request_deserializer),
-                response_serializer=handler.response_serializer)
+                response_serializer=_passing_serialized(handler.response_serializer))
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
                 self._guard_stream(handler.stream_stream, method),
@@ -156,6 +191,20 @@ def _lenient(deserializer: Callable[[bytes], Any] | None
     return deserialize
 
 
+def _passing_serialized(serializer: Callable[[Any], bytes] | None
+                        ) -> Callable[[Any], bytes] | None:
+    """Wrap a response serializer so that a SerializedResponse is sent as it is."""
+    if serializer is None:
+        return None
+
+    def serialize(response: Any) -> bytes:
+        if type(response) is SerializedResponse:
+            return response.data
+        return serializer(response)
+
+    return serialize
+
+
 def check_request_permissions(caller: Caller, request: Message) -> None:
     """Apply the permission rules that follow from a request's fields alone."""
     if getattr(request, "include_private_key", False) and not caller.may_read_private_keys:
@@ -166,8 +215,15 @@ def check_request_permissions(caller: Caller, request: Message) -> None:
 def check_response(caller: Caller, response: object) -> None:
     """Raise if a response carries a private key or an app the caller may not see.
 
-    RPC methods already filter by caller; this catches a method that forgot to.
+    RPC methods already filter by caller; this catches a method that forgot to. A
+    SerializedResponse is checked by what it declares about its data.
     """
+    if type(response) is SerializedResponse:
+        if response.carries_private_key and not caller.may_read_private_keys:
+            raise PermissionDenied("this caller may not read private keys")
+        if response.app_id and not caller.may_see_app(response.app_id):
+            raise NotFound("not found")
+        return
     if not isinstance(response, Message):
         return
     for field, value in response.ListFields():

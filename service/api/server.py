@@ -21,6 +21,7 @@ from service.config import DEV_INSECURE_WARNING, ConfigError, Settings
 from service.grpc_gen.certsvc.v1 import certsvc_pb2, certsvc_pb2_grpc
 from service.metrics import start_metrics_server
 from service.trust_bundle import load_trust_anchors
+from service.validation.public_suffix import is_public_suffix
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,8 @@ def log_security_warnings(settings: Settings, authenticator: Authenticator) -> N
 def serve(settings: Settings) -> None:
     """Run the api until SIGTERM or SIGINT, then shut down gracefully."""
     load_trust_anchors(settings.trust_bundle)  # a bad CERTSVC_TRUST_BUNDLE stops the start
+    # Parse the Public Suffix List now rather than in the first call that checks a name.
+    is_public_suffix("example.com")
     backends = Backends.connect(settings, cache_certificates=True)
     start_metrics_server(settings, "api", backends)
     # Redis may have lost the mirror (a restart, an eviction); Postgres has the truth.

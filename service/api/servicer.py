@@ -11,10 +11,11 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import empty_pb2
 
-from service import certificates, domain_check, domains, events, force_https, issuance, uploads
+from service import domain_check, domains, events, force_https, issuance, uploads
 from service.api import messages
 from service.api.auth import Authenticator
-from service.api.guard import current_caller
+from service.api.certificate_responses import get_certificate_response
+from service.api.guard import SerializedResponse, current_caller
 from service.api.status import status_code, to_grpc_status
 from service.backends import Backends
 from service.callers import Caller
@@ -31,14 +32,18 @@ def rpc(method: Callable[..., Response]) -> Callable[..., Response]:
     """Run the method for the caller that the guard admitted; turn errors into gRPC statuses.
 
     Outside the guard (a server built without service.api.guard.CallGuard) the
-    decorator authenticates the call itself.
+    decorator authenticates the call itself and parses a SerializedResponse back into
+    its message, because only the guard's serializer sends one as it is.
     """
 
     @functools.wraps(method)
     def wrapper(self: CertificateServicer, request: Any, context: grpc.ServicerContext) -> Response:
         try:
-            caller = current_caller() or self.authenticator.authenticate(context)
-            return method(self, request, caller)
+            caller = current_caller()
+            if caller is not None:
+                return method(self, request, caller)
+            response = method(self, request, self.authenticator.authenticate(context))
+            return response.parse() if type(response) is SerializedResponse else response
         except CertsvcError as error:
             code = status_code(error)
             log = logger.warning if code == grpc.StatusCode.UNAVAILABLE else logger.info
@@ -118,10 +123,10 @@ class CertificateServicer(certsvc_pb2_grpc.CertificateServiceServicer):
         return messages.certificate_message(view)
 
     @rpc
-    def GetCertificate(self, request: pb.GetCertificateRequest, caller: Caller) -> pb.Certificate:
-        view = certificates.get_certificate(self.backends, caller, request.hostname,
-                                            request.include_private_key)
-        return messages.certificate_message(view)
+    def GetCertificate(self, request: pb.GetCertificateRequest,
+                       caller: Caller) -> SerializedResponse:
+        return get_certificate_response(self.backends, caller, request.hostname,
+                                        request.include_private_key)
 
     @rpc
     def ListDomainEvents(self, request: pb.ListDomainEventsRequest,

@@ -81,16 +81,15 @@ class Database:
             # A connection broken by a server restart is found on checkout, so the pool
             # replaces it instead of handing it out again.
             check=self._check_if_idle,
-            reset=self._note_returned,
+            # No reset callback: with one, psycopg_pool 3.3 hands every returned
+            # connection to a worker thread, a thread hop per call. transaction()
+            # records the return time itself instead.
         )
 
     def _check_if_idle(self, connection: psycopg.Connection) -> None:
         returned_at = self._returned_at.get(connection)
         if returned_at is None or time.monotonic() - returned_at > CHECK_AFTER_IDLE_SECONDS:
             ConnectionPool.check_connection(connection)
-
-    def _note_returned(self, connection: psycopg.Connection) -> None:
-        self._returned_at[connection] = time.monotonic()
 
     def open(self, wait_seconds: float = 10.0) -> None:
         """Open the pool and wait for a first connection, raising Unavailable on failure."""
@@ -114,6 +113,8 @@ class Database:
             with self.pool.connection(
                     timeout=FAST_FAIL_ACQUIRE_SECONDS if unreachable else None) as connection:
                 yield connection
+                # Only a connection whose call succeeded counts as known to work.
+                self._returned_at[connection] = time.monotonic()
         except PoolTimeout:
             if self._connect_outcome.recently_failed():
                 # The pool logs the connection error itself; callers get no addresses.

@@ -26,6 +26,10 @@ _PORT = re.compile(r":\d*$")
 SPECIAL_USE_TOP_LABELS = frozenset({"local", "localhost", "internal", "invalid", "onion",
                                     "alt", "arpa"})
 _CODEPOINT = re.compile(r"U\+[0-9A-F]{4,6}")
+# A name in normal form with ASCII labels only: lowercase letters, digits and inner
+# hyphens, at least two labels, optionally behind "*.".
+_LDH_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_PLAIN_NORMAL_FORM = re.compile(rf"(?:\*\.)?{_LDH_LABEL}(?:\.{_LDH_LABEL})+")
 
 
 class HostnameError(ValueError):
@@ -54,6 +58,14 @@ def normalize_hostname(text: str, *, allow_public_suffix: bool = False) -> Hostn
     A public suffix itself (co.uk) is rejected unless allow_public_suffix is set, as it
     is for the platform's own domain.
     """
+    plain = _plain_normal_form(text, allow_public_suffix)
+    if plain is not None:
+        return plain
+    return normalize_fully(text, allow_public_suffix=allow_public_suffix)
+
+
+def normalize_fully(text: str, *, allow_public_suffix: bool = False) -> Hostname:
+    """Apply every rule of normalize_hostname(), without its shortcut for plain names."""
     name = text.strip()
     if not name:
         raise HostnameError("the hostname is empty; enter a host name such as shop.example.com")
@@ -103,6 +115,25 @@ def normalize_hostname(text: str, *, allow_public_suffix: bool = False) -> Hostn
     unicode_name = ".".join(_unicode_label(label) for label in ascii_labels)
     prefix = "*." if wildcard else ""
     return Hostname(ascii=prefix + ascii_name, unicode=prefix + unicode_name, wildcard=wildcard)
+
+
+def _plain_normal_form(text: str, allow_public_suffix: bool) -> Hostname | None:
+    """Return text as a Hostname when it already is a plain ASCII normal form, else None.
+
+    Most requests send such names. UTS 46 maps them to themselves and none of them is
+    an IP address, so of the rules only the length, the last label and the public
+    suffix rules remain to check. Names with "--" (xn-- labels among them) take the
+    full path.
+    """
+    if (len(text) > MAX_HOSTNAME_LENGTH or "--" in text
+            or not _PLAIN_NORMAL_FORM.fullmatch(text)):
+        return None
+    wildcard = text.startswith("*.")
+    ascii_name = text[2:] if wildcard else text
+    if ascii_name.rpartition(".")[2].isdigit():
+        return None
+    _reject_non_public_name(text, ascii_name, wildcard, allow_public_suffix)
+    return Hostname(ascii=text, unicode=text, wildcard=wildcard)
 
 
 def _reject_non_public_name(text: str, ascii_name: str, wildcard: bool,
