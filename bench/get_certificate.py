@@ -6,7 +6,11 @@ bench/grpc_load.py in a process of its own, 64 callers at once. Hostnames follow
 Zipf distribution (exponent 1) over the 100k domains, as hot hostnames do; a
 uniform run shows the cost when almost nothing is hot. Run from the repository root:
 
-    .venv/bin/python -m bench.get_certificate [--smoke] [--output FILE]
+    .venv/bin/python -m bench.get_certificate [--smoke] [--profile] [--output FILE]
+
+With --profile, one more Ping run and one more Zipf GetCertificate run follow the
+measured ones, each with py-spy sampling the api's thread that holds the GIL, and the figure adds the
+two summaries. The profiled runs count in no ratio.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psycopg
 from cryptography import x509
@@ -26,7 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from bench.harness import (Figure, ScratchStack, argument_parser, command_line,
+from bench import profiling, tools
+from bench.harness import (SCRATCH_ROOT, Figure, ScratchStack, argument_parser, command_line,
                            configure_logging, cpu_seconds, emit, ratio, rss_bytes,
                            scratch_stack)
 from devtools import stack
@@ -118,6 +124,21 @@ def generate_domains(database_url: str, count: int) -> None:
         connection.execute("VACUUM ANALYZE certificates")
 
 
+# Where the api's CPU time goes, first matching rule first.
+API_PROFILE_CATEGORIES = [
+    ("Postgres queries (psycopg, the pool)", profiling.leaf_in_files("psycopg")),
+    ("authentication and request checks (guard)",
+     profiling.calls_function("_admit", "check_fields", "check_request_permissions",
+                              "check_response")),
+    ("protobuf messages: build, parse, serialize",
+     profiling.leaf_in_files("protobuf/", "messages.py")),
+    ("certsvc's GetCertificate work", profiling.calls_function("get_certificate")),
+    ("logging", profiling.leaf_in_files("logging/")),
+    ("grpcio's server loop and thread pool",
+     profiling.leaf_in_files("grpc/", "concurrent/futures/", "threading.py")),
+]
+
+
 def run_load(target: str, scratch: ScratchStack, api_address: str, sizes: Sizes,
              distribution: str, api_pid: int) -> dict:
     """Run one load process and return its tallies plus the api's CPU use meanwhile."""
@@ -137,11 +158,37 @@ def run_load(target: str, scratch: ScratchStack, api_address: str, sizes: Sizes,
     return result
 
 
+def profile_api(target: str, scratch: ScratchStack, api_address: str, sizes: Sizes,
+                api_pid: int, py_spy: Path) -> str | None:
+    """Run one more load of target on Zipf hostnames with py-spy sampling the api's
+    thread that holds the GIL."""
+    output = SCRATCH_ROOT / "profiles" / f"api-{target}.raw"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.unlink(missing_ok=True)
+    recording = profiling.Recording(py_spy, api_pid, output, idle=False, gil=True,
+                                    max_seconds=sizes.warmup_seconds + sizes.seconds + 120)
+    try:
+        result = run_load(target, scratch, api_address, sizes, "zipf", api_pid)
+    finally:
+        raw = recording.stop()
+    if raw is None:
+        return None
+    # The RPC threads and grpcio's polling thread all start in threading's _bootstrap.
+    summary = profiling.summarize(raw, API_PROFILE_CATEGORIES, root_function="Thread._bootstrap",
+                                  focus_files=["service/"])
+    return summary.to_markdown(
+        f"api threads holding the GIL under {target} load, Zipf hostnames, "
+        f"{result['per_second']:,.0f} requests/s while profiled (py-spy --gil)")
+
+
 def main() -> None:
     parser = argument_parser(__doc__.splitlines()[0])
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the api with py-spy in two extra runs")
     arguments = parser.parse_args()
     configure_logging()
     sizes = SMOKE if arguments.smoke else FULL
+    py_spy = tools.ensure_py_spy() if arguments.profile else None
 
     with scratch_stack("getcert") as scratch:
         started = time.monotonic()
@@ -161,8 +208,15 @@ def main() -> None:
             results[name] = run_load(target, scratch, address, sizes, distribution, api.pid)
             logger.info("%s: %.0f requests/s", name, results[name]["per_second"])
         api_rss = rss_bytes(api.pid)
+        profiles = {}
+        if py_spy is not None:
+            for target in ("ping", "get-certificate"):
+                profiles[f"profile_{target}"] = profile_api(target, scratch, address, sizes,
+                                                            api.pid, py_spy)
 
-    emit(build_figures(results, api_rss, sizes, arguments.smoke), arguments.output)
+    figures = build_figures(results, api_rss, sizes, arguments.smoke)
+    figures[0].extra.update({key: text for key, text in profiles.items() if text})
+    emit(figures, arguments.output)
 
 
 def build_figures(results: dict[str, dict], api_rss: int | None, sizes: Sizes,

@@ -27,7 +27,7 @@ class Recording:
     """A py-spy recording of one process, running until stop() or its duration ends."""
 
     def __init__(self, py_spy: Path, pid: int, output: Path, *, idle: bool,
-                 max_seconds: float) -> None:
+                 max_seconds: float, gil: bool = False) -> None:
         self.output = output
         arguments = [str(py_spy), "record", "--pid", str(pid), "--format", "raw",
                      "--output", str(output), "--rate", str(SAMPLES_PER_SECOND),
@@ -35,6 +35,10 @@ class Recording:
         if idle:
             # Include threads that wait (sleep, socket reads): a wall-clock profile.
             arguments.append("--idle")
+        if gil:
+            # Only stacks of the thread that holds the GIL: where a CPU-bound Python
+            # process spends its interpreter time.
+            arguments.append("--gil")
         self.log = output.with_suffix(".log")
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(arguments, stdout=log, stderr=subprocess.STDOUT)
