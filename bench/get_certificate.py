@@ -124,7 +124,7 @@ def generate_domains(database_url: str, count: int) -> None:
         connection.execute("VACUUM ANALYZE certificates")
 
 
-# Where the api's CPU time goes, first matching rule first.
+# Categories of the api profile, in matching order: a stack counts for the first that matches.
 API_PROFILE_CATEGORIES = [
     ("Postgres queries (psycopg, the pool)", profiling.leaf_in_files("psycopg")),
     ("authentication and request checks (guard)",
