@@ -124,9 +124,9 @@ async def run_direct(arguments: argparse.Namespace, load: Load) -> None:
         async def query(hostname: str) -> bool:
             # The same candidates GetCertificate looks up: the hostname and the wildcard
             # one label up.
-            candidates = [hostname, "*." + hostname.partition(".")[2]]
+            wildcard = "*." + hostname.partition(".")[2]
             async with pool.connection() as connection:
-                cursor = await connection.execute(SERVING_CANDIDATES_QUERY, (candidates,))
+                cursor = await connection.execute(SERVING_CANDIDATES_QUERY, (hostname, wildcard))
                 rows = await cursor.fetchall()
             # Columns 1 and 5: the domain's hostname and its certificate's id.
             return any(row[1] == hostname and row[5] is not None for row in rows)

@@ -105,12 +105,11 @@ def find_serving(backends: Backends, caller: Caller,
     label up ("*.example.com" serves "shop.example.com"). Raises NotFound when
     nothing the caller may see serves it. The result's certificate is never None.
     """
-    candidates = [hostname.ascii]
     parent = hostname.ascii.partition(".")[2]
-    if not hostname.wildcard and "." in parent:
-        candidates.append(f"*.{parent}")
+    wildcard = f"*.{parent}" if not hostname.wildcard and "." in parent else None
+    candidates = [hostname.ascii] if wildcard is None else [hostname.ascii, wildcard]
     with backends.database.read() as connection:
-        found = certificate_rows.find_serving_candidates(connection, candidates)
+        found = certificate_rows.find_serving_candidates(connection, hostname.ascii, wildcard)
         visible = {row.hostname: row for row in found if caller.may_see_app(row.app_id)}
         served = [_with_platform_certificate(connection, visible[name])
                   for name in candidates if name in visible]
