@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 
 import psycopg
 import redis
+import rq
 
 from service.backends import Backends, redis_unavailable_as_error
 from service.callers import Caller
@@ -14,7 +16,7 @@ from service.domains import find_visible_domain
 from service.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from service.event_types import EventType
 from service.platform import platform_domain_of
-from service.queueing import enqueue_issuance, new_job_id
+from service.queueing import enqueue_issuance, enqueue_issuances, new_job_id
 from service.store import domains as domain_rows
 from service.store import events as event_rows
 from service.store import issuances as issuance_rows
@@ -96,6 +98,67 @@ def queue_issuance(backends: Backends, domain_id: uuid.UUID, message: str, *,
     logger.info("queued issuance issuance_id=%s hostname=%s job_id=%s",
                 issuance.id, issuance.hostname, issuance.job_id)
     return issuance, True
+
+
+def queue_issuances(backends: Backends,
+                    requests: Sequence[tuple[uuid.UUID, str]]) -> list[IssuanceRecord]:
+    """Create and enqueue issuances for several domains; return those created.
+
+    requests contains (domain id, ISSUANCE_QUEUED event message) pairs. A domain with an
+    issuance in flight, or one removed meanwhile, is skipped. The rows, their events
+    and the domains' status (as in queue_issuance) are written in one transaction, and
+    their jobs are enqueued after the commit in one Redis pipeline. Each row names its
+    job before the commit, so when the process dies or Redis fails between the two,
+    the lost-job recovery enqueues the jobs later. Redis errors are raised as
+    Unavailable, before anything is written when Redis is down from the start.
+    """
+    if not requests:
+        return []
+    with redis_unavailable_as_error("queueing issuances"):
+        backends.redis.ping()
+    queue = backends.issuance_queue()
+    created = create_issuances(backends, queue, requests)
+    try:
+        enqueue_issuances(queue, [(issuance.id, issuance.job_id) for issuance in created])
+    except redis.RedisError as error:
+        logger.warning("could not enqueue %d issuances, the lost-job recovery will enqueue "
+                       "them first_issuance_id=%s: %s", len(created),
+                       created[0].id if created else "-", error)
+        raise Unavailable(f"Redis is unavailable, so {len(created)} issuances wait for the "
+                          "lost-job recovery to enqueue them") from error
+    return created
+
+
+def create_issuances(backends: Backends, queue: rq.Queue,
+                     requests: Sequence[tuple[uuid.UUID, str]]) -> list[IssuanceRecord]:
+    """Write the rows of queue_issuances in one transaction; return the issuances created.
+
+    A domain removed while the transaction runs fails it with ForeignKeyViolation. The
+    transaction then runs once more, and that domain is skipped.
+    """
+    messages = dict(requests)
+    try:
+        return _write_issuances(backends, queue, messages)
+    except psycopg.errors.ForeignKeyViolation:
+        logger.info("a domain was removed while its issuance was written; writing the %d "
+                    "issuances again", len(messages))
+        return _write_issuances(backends, queue, messages)
+
+
+def _write_issuances(backends: Backends, queue: rq.Queue,
+                     messages: dict[uuid.UUID, str]) -> list[IssuanceRecord]:
+    new_issuances = []
+    for domain_id in messages:
+        issuance_id = uuid.uuid4()
+        new_issuances.append((issuance_id, domain_id, new_job_id(queue, issuance_id)))
+    with backends.database.transaction() as connection:
+        created = issuance_rows.create_many_in_flight(connection, new_issuances)
+        event_rows.add_events(connection, EventType.ISSUANCE_QUEUED,
+                              [(issuance.domain_id, issuance.id, messages[issuance.domain_id])
+                               for issuance in created])
+        domain_rows.mark_many_issuing_unless_active(
+            connection, [issuance.domain_id for issuance in created])
+    return created
 
 
 def _withdraw(backends: Backends, issuance: IssuanceRecord, previous_status: str) -> None:

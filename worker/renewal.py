@@ -10,10 +10,9 @@ from acme import client as acme_client
 from acme import errors as acme_library_errors
 
 from service import metrics
-from service.errors import NotFound
-from service.issuance import queue_issuance
+from service.issuance import queue_issuances
 from service.store import renewals as renewal_rows
-from service.store.renewals import ServingCertificate
+from service.store.renewals import DueCertificate, ServingCertificate
 from worker.acme_client import open_directory_client
 from worker.renewal_timing import as_utc, bounded_recheck
 from worker.scheduler import SchedulerContext
@@ -23,32 +22,48 @@ logger = logging.getLogger(__name__)
 # After a renewal issuance failed for good, the next one waits this long; the
 # certificate keeps serving meanwhile and expiry warnings tell its owner.
 FAILED_RENEWAL_COOLDOWN = datetime.timedelta(hours=6)
-BATCH_SIZE = 500
+# Certificates whose renewal information one run fetches at most.
+RENEWAL_INFO_PER_RUN = 500
+# Renewals written in one transaction and enqueued in one Redis pipeline.
+RENEWAL_BATCH_SIZE = 1000
 
 
 def renew_due_certificates(context: SchedulerContext) -> int:
-    """Refresh renewal information, then queue renewals of due certificates; return how many."""
+    """Refresh renewal information, then queue renewals of due certificates; return how many.
+
+    At most settings.renewal_max_per_run renewals are queued per run. The due
+    certificates are read from a server-side cursor and renewed RENEWAL_BATCH_SIZE at a
+    time, each batch with one transaction and one Redis pipeline (queue_issuances).
+    """
     refresh_renewal_info(context)
-    with context.backends.database.transaction() as connection:
-        due = renewal_rows.list_due_for_renewal(connection, failed_cooldown=FAILED_RENEWAL_COOLDOWN,
-                                                limit=BATCH_SIZE)
     queued = 0
-    for certificate in due:
-        message = (f"renewal started: the certificate valid until "
-                   f"{certificate.not_after:%Y-%m-%d %H:%M} UTC reached its renewal time "
-                   f"{certificate.renew_after:%Y-%m-%d %H:%M} UTC; it keeps serving until its "
-                   "successor is stored")
-        try:
-            issuance, created = queue_issuance(context.backends, certificate.domain_id, message)
-        except NotFound:
-            continue  # the domain was removed since the query
-        if created:
-            queued += 1
-            metrics.RENEWALS_QUEUED.inc()
-            logger.info("queued renewal hostname=%s issuance_id=%s certificate_id=%s "
-                        "renew_after=%s", certificate.hostname, issuance.id,
-                        certificate.certificate_id, certificate.renew_after.isoformat())
+    with context.backends.database.transaction() as connection:
+        for due in renewal_rows.stream_due_for_renewal(
+                connection, failed_cooldown=FAILED_RENEWAL_COOLDOWN,
+                limit=context.settings.renewal_max_per_run, batch_size=RENEWAL_BATCH_SIZE):
+            queued += _queue_renewals(context, due)
     return queued
+
+
+def _queue_renewals(context: SchedulerContext, due: list[DueCertificate]) -> int:
+    """Queue renewals of one batch of due certificates; return how many were created."""
+    requests = [(certificate.domain_id, _renewal_message(certificate)) for certificate in due]
+    created = queue_issuances(context.backends, requests)
+    metrics.RENEWALS_QUEUED.inc(len(created))
+    by_domain = {certificate.domain_id: certificate for certificate in due}
+    for issuance in created:
+        certificate = by_domain[issuance.domain_id]
+        logger.info("queued renewal hostname=%s issuance_id=%s job_id=%s certificate_id=%s "
+                    "renew_after=%s", issuance.hostname, issuance.id, issuance.job_id,
+                    certificate.certificate_id, certificate.renew_after.isoformat())
+    return len(created)
+
+
+def _renewal_message(certificate: DueCertificate) -> str:
+    return (f"renewal started: the certificate valid until "
+            f"{certificate.not_after:%Y-%m-%d %H:%M} UTC reached its renewal time "
+            f"{certificate.renew_after:%Y-%m-%d %H:%M} UTC; it keeps serving until its "
+            "successor is stored")
 
 
 def refresh_renewal_info(context: SchedulerContext) -> int:
@@ -58,7 +73,7 @@ def refresh_renewal_info(context: SchedulerContext) -> int:
     no row is touched, so a CA that adds renewalInfo later is asked at once.
     """
     with context.backends.database.transaction() as connection:
-        certificates = renewal_rows.list_due_for_renewal_info(connection, BATCH_SIZE)
+        certificates = renewal_rows.list_due_for_renewal_info(connection, RENEWAL_INFO_PER_RUN)
     if not certificates:
         return 0
     try:
