@@ -16,7 +16,7 @@ from service.domains import find_visible_domain
 from service.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from service.event_types import EventType
 from service.platform import platform_domain_of
-from service.queueing import enqueue_issuance, enqueue_issuances, new_job_id
+from service.queueing import enqueue_issuance, new_job_id
 from service.store import domains as domain_rows
 from service.store import events as event_rows
 from service.store import issuances as issuance_rows
@@ -100,41 +100,16 @@ def queue_issuance(backends: Backends, domain_id: uuid.UUID, message: str, *,
     return issuance, True
 
 
-def queue_issuances(backends: Backends,
-                    requests: Sequence[tuple[uuid.UUID, str]]) -> list[IssuanceRecord]:
-    """Create and enqueue issuances for several domains; return those created.
-
-    requests contains (domain id, ISSUANCE_QUEUED event message) pairs. A domain with an
-    issuance in flight, or one removed meanwhile, is skipped. The rows, their events
-    and the domains' status (as in queue_issuance) are written in one transaction, and
-    their jobs are enqueued after the commit in one Redis pipeline. Each row names its
-    job before the commit, so when the process dies or Redis fails between the two,
-    the lost-job recovery enqueues the jobs later. Redis errors are raised as
-    Unavailable, before anything is written when Redis is down from the start.
-    """
-    if not requests:
-        return []
-    with redis_unavailable_as_error("queueing issuances"):
-        backends.redis.ping()
-    queue = backends.issuance_queue()
-    created = create_issuances(backends, queue, requests)
-    try:
-        enqueue_issuances(queue, [(issuance.id, issuance.job_id) for issuance in created])
-    except redis.RedisError as error:
-        logger.warning("could not enqueue %d issuances, the lost-job recovery will enqueue "
-                       "them first_issuance_id=%s: %s", len(created),
-                       created[0].id if created else "-", error)
-        raise Unavailable(f"Redis is unavailable, so {len(created)} issuances wait for the "
-                          "lost-job recovery to enqueue them") from error
-    return created
-
-
 def create_issuances(backends: Backends, queue: rq.Queue,
                      requests: Sequence[tuple[uuid.UUID, str]]) -> list[IssuanceRecord]:
-    """Write the rows of queue_issuances in one transaction; return the issuances created.
+    """Create QUEUED issuances for several domains in one transaction; return those created.
 
-    A domain removed while the transaction runs fails it with ForeignKeyViolation. The
-    transaction then runs once more, and that domain is skipped.
+    requests contains (domain id, ISSUANCE_QUEUED event message) pairs. Domains with an
+    issuance in flight, and removed ones, get none. Events and domain statuses are
+    written as queue_issuance writes them. Each row names its job in queue, so the
+    lost-job recovery finds a row whose job the caller did not enqueue after the commit.
+    A domain removed during the transaction fails it with ForeignKeyViolation, and the
+    transaction runs once more without that domain.
     """
     messages = dict(requests)
     try:

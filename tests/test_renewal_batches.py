@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from devtools import stack
 from devtools.pebble import LocalPebble
 from service import issuance as issuance_service
+from service import queueing
 from service.backends import Backends
 from service.config import Settings
 from service.errors import Unavailable
@@ -208,7 +209,7 @@ def test_crash_before_enqueue_recovered(make_context, monkeypatch) -> None:
     def crash(queue, jobs) -> None:
         raise SimulatedCrash()
 
-    monkeypatch.setattr(issuance_service, "enqueue_issuances", crash)
+    monkeypatch.setattr(queueing, "enqueue_issuances", crash)
     with pytest.raises(SimulatedCrash):
         renew_due_certificates(context)
     monkeypatch.undo()
@@ -238,7 +239,7 @@ def test_redis_error_leaves_rows_for_recovery(make_context, monkeypatch) -> None
     def refuse(queue, jobs) -> None:
         raise redis.ConnectionError("Connection refused")
 
-    monkeypatch.setattr(issuance_service, "enqueue_issuances", refuse)
+    monkeypatch.setattr(queueing, "enqueue_issuances", refuse)
     with pytest.raises(Unavailable):
         renew_due_certificates(context)
 

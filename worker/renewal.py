@@ -3,15 +3,20 @@ queue a renewal for each Let's Encrypt certificate past its renewal time."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 
+import redis
 from acme import client as acme_client
 from acme import errors as acme_library_errors
 
-from service import metrics
-from service.issuance import queue_issuances
+from service import issuance, metrics, queueing
+from service.backends import redis_unavailable_as_error
+from service.errors import Unavailable
 from service.store import renewals as renewal_rows
+from service.store.records import IssuanceRecord
 from service.store.renewals import DueCertificate, ServingCertificate
 from worker.acme_client import open_directory_client
 from worker.renewal_timing import as_utc, bounded_recheck
@@ -32,31 +37,66 @@ def renew_due_certificates(context: SchedulerContext) -> int:
     """Refresh renewal information, then queue renewals of due certificates; return how many.
 
     At most settings.renewal_max_per_run renewals are queued per run. The due
-    certificates are read from a server-side cursor and renewed RENEWAL_BATCH_SIZE at a
-    time, each batch with one transaction and one Redis pipeline (queue_issuances).
+    certificates are read from a server-side cursor, RENEWAL_BATCH_SIZE at a time. Each
+    batch's issuances are written in one transaction. After the commit, a background
+    thread enqueues their jobs in one Redis pipeline while this thread writes the next
+    batch, so at most two batches are held in memory.
     """
     refresh_renewal_info(context)
+    backends = context.backends
+    queue = backends.issuance_queue()
     queued = 0
-    with context.backends.database.transaction() as connection:
+    # NOTE: when this thread raises, a batch whose jobs the background thread is still
+    # enqueueing gets queued, but neither counted nor logged here.
+    with backends.database.transaction() as connection, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="renewal-enqueue") as enqueuer:
+        previous: _RenewalBatch | None = None
         for due in renewal_rows.stream_due_for_renewal(
                 connection, failed_cooldown=FAILED_RENEWAL_COOLDOWN,
                 limit=context.settings.renewal_max_per_run, batch_size=RENEWAL_BATCH_SIZE):
-            queued += _queue_renewals(context, due)
+            # Write no rows while the queue is unreachable.
+            with redis_unavailable_as_error("queueing renewals"):
+                backends.redis.ping()
+            requests = [(certificate.domain_id, _renewal_message(certificate))
+                        for certificate in due]
+            created = issuance.create_issuances(backends, queue, requests)
+            if previous is not None:
+                queued += _finish(previous)
+            jobs = [(record.id, record.job_id) for record in created]
+            previous = _RenewalBatch(due, created,
+                                     enqueuer.submit(queueing.enqueue_issuances, queue, jobs))
+        if previous is not None:
+            queued += _finish(previous)
     return queued
 
 
-def _queue_renewals(context: SchedulerContext, due: list[DueCertificate]) -> int:
-    """Queue renewals of one batch of due certificates; return how many were created."""
-    requests = [(certificate.domain_id, _renewal_message(certificate)) for certificate in due]
-    created = queue_issuances(context.backends, requests)
-    metrics.RENEWALS_QUEUED.inc(len(created))
-    by_domain = {certificate.domain_id: certificate for certificate in due}
-    for issuance in created:
-        certificate = by_domain[issuance.domain_id]
+@dataclasses.dataclass(frozen=True)
+class _RenewalBatch:
+    """Renewals written in one transaction, and the enqueueing of their jobs."""
+
+    due: list[DueCertificate]
+    created: list[IssuanceRecord]
+    enqueued: Future[None]
+
+
+def _finish(batch: _RenewalBatch) -> int:
+    """Wait until a batch's jobs are enqueued, then count and log them; return how many."""
+    try:
+        batch.enqueued.result()
+    except redis.RedisError as error:
+        logger.warning("could not enqueue a batch of renewals, the lost-job recovery will "
+                       "enqueue them count=%d first_issuance_id=%s: %s", len(batch.created),
+                       batch.created[0].id if batch.created else "-", error)
+        raise Unavailable("Redis is unavailable, so the renewals written in this run wait "
+                          "for the lost-job recovery to enqueue them") from error
+    metrics.RENEWALS_QUEUED.inc(len(batch.created))
+    by_domain = {certificate.domain_id: certificate for certificate in batch.due}
+    for record in batch.created:
+        certificate = by_domain[record.domain_id]
         logger.info("queued renewal hostname=%s issuance_id=%s job_id=%s certificate_id=%s "
-                    "renew_after=%s", issuance.hostname, issuance.id, issuance.job_id,
+                    "renew_after=%s", record.hostname, record.id, record.job_id,
                     certificate.certificate_id, certificate.renew_after.isoformat())
-    return len(created)
+    return len(batch.created)
 
 
 def _renewal_message(certificate: DueCertificate) -> str:

@@ -43,9 +43,9 @@ class DueCertificate:
     renew_after: datetime.datetime
 
 
-# Walks certificates_lets_encrypt_renew_after in order and stops at the limit. Each
-# certificate's domain is found through domains_certificate_id, an issuance in flight
-# through issuances_one_in_flight, and a recent failure through issuances_failed_updated_at.
+# Indexes behind it: certificates_lets_encrypt_renew_after finds the due certificates,
+# domains_certificate_id their domains, issuances_one_in_flight and
+# issuances_failed_updated_at the issuances that hold a renewal back.
 DUE_FOR_RENEWAL_QUERY = """
     SELECT d.id AS domain_id, d.hostname, c.id AS certificate_id, c.not_after, c.renew_after
     FROM certificates c JOIN domains d ON d.certificate_id = c.id
