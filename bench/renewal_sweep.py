@@ -122,7 +122,7 @@ def run_limit_sweep(settings: Settings, due: int) -> dict:
     timings = {}
     started = time.monotonic()
     queue_name = RedisKeys(redis_prefix).issuance_queue
-    # (issuance id, job id) of each row; each row names its job, as certsvc's rows do.
+    # (issuance id, job id) of each row. Each row names its job, as certsvc's rows do.
     jobs: list[tuple[uuid.UUID, str]] = []
     with psycopg.connect(database_url) as connection:
         with connection.cursor(name="due_certificates") as due_rows:

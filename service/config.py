@@ -105,7 +105,7 @@ class Settings:
     """CERTSVC_RENEWAL_INTERVAL_SECONDS: how often the scheduler looks for certificates due
     for renewal or close to expiry."""
     renewal_max_per_run: int = 500
-    """CERTSVC_RENEWAL_MAX_PER_RUN: renewals one run of the renewal sweep queues at most.
+    """CERTSVC_RENEWAL_MAX_PER_RUN: max renewals that one run of the renewal sweep queues.
     Renewals wait in the same queue as requested certificates, so a larger number lets a
     backlog of renewals delay new certificates longer."""
     recovery_interval_seconds: float = 30.0

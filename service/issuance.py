@@ -115,8 +115,8 @@ def create_issuances(backends: Backends, queue: rq.Queue,
     try:
         return _write_issuances(backends, queue, messages)
     except psycopg.errors.ForeignKeyViolation:
-        logger.info("a domain was removed while its issuance was written; writing the %d "
-                    "issuances again", len(messages))
+        logger.info("a domain was removed while its issuance was written, so the %d "
+                    "issuances are written again", len(messages))
         return _write_issuances(backends, queue, messages)
 
 

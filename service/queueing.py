@@ -43,8 +43,9 @@ def enqueue_issuances(queue: rq.Queue, jobs: Sequence[tuple[uuid.UUID, str]]) ->
     """Enqueue issuance jobs now, all in one Redis pipeline.
 
     jobs contains (issuance id, job id) pairs. The jobs are the ones enqueue_issuance
-    makes, with the same options. RQ sends the pipeline as one MULTI/EXEC transaction,
-    so a connection lost before EXEC queues none of them.
+    makes, with the same options. RQ 3.0's enqueue_many sends them in one redis-py
+    pipeline, a MULTI/EXEC transaction by default, so a connection lost before EXEC
+    queues none of them.
     """
     if not jobs:
         return

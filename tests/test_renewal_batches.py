@@ -33,7 +33,7 @@ pytestmark = pytest.mark.pebble
 
 
 class SimulatedCrash(BaseException):
-    """Stands for the scheduler process dying; no handler in certsvc catches it."""
+    """A stand-in for the death of the scheduler process, which no handler in certsvc catches."""
 
 
 @pytest.fixture(scope="module")

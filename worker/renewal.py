@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 # After a renewal issuance failed for good, the next one waits this long; the
 # certificate keeps serving meanwhile and expiry warnings tell its owner.
 FAILED_RENEWAL_COOLDOWN = datetime.timedelta(hours=6)
-# Certificates whose renewal information one run fetches at most.
+# The max number of certificates whose renewal information one run fetches.
 RENEWAL_INFO_PER_RUN = 500
 # Renewals written in one transaction and enqueued in one Redis pipeline.
 RENEWAL_BATCH_SIZE = 1000
