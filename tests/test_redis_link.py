@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
+import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ import redis.asyncio as redis_asyncio
 
 from devtools.pebble import free_port
 from devtools.private_servers import PrivateRedis
+from pki_factory import Pki
 from service.responder.redis_link import RedisLink, RedisTarget, RedisUnavailable, TrackedCache
 
 NOT_CACHED = object()
@@ -225,8 +228,7 @@ def test_cache_matches_redis_under_writes(private_redis: PrivateRedis, prefix: b
     assert any(value is not NOT_CACHED for value in cached.values())
 
 
-def test_connection_killed_fails_pending_and_reconnects(private_redis: PrivateRedis,
-                                                        prefix: bytes) -> None:
+def test_killed_connection_reconnects(private_redis: PrivateRedis, prefix: bytes) -> None:
     key = prefix + b"kept"
     admin = redis.Redis.from_url(private_redis.url)
     admin.set(key, b"value", ex=60)
@@ -281,7 +283,7 @@ def test_no_server_fails_fast(tmp_path: Path, prefix: bytes) -> None:
 
 def test_invalidated_in_flight_not_cached(prefix: bytes) -> None:
     """An invalidation read between a lookup's GET and PTTL replies keeps its value out
-    of the cache; the waiting request still gets the value."""
+    of the cache, but the waiting request still gets the value."""
     from service.responder.redis_link import _Connection
 
     key = prefix + b"racing"
@@ -310,3 +312,86 @@ def test_invalidated_in_flight_not_cached(prefix: bytes) -> None:
     assert commands.count(b"PTTL") == 1
     assert results == [b"old"]
     assert cached is NOT_CACHED
+
+
+@pytest.fixture
+def extra_redis(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Start redis-servers with extra arguments, stopped when the test ends."""
+    started: list[subprocess.Popen] = []
+
+    def start(*arguments: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            ["redis-server", "--port", "0", "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(tmp_path), *arguments],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _wait_until_ready(client: redis.Redis) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _round_trip(url: str, writer: redis.Redis, prefix: bytes) -> tuple[object, object]:
+    """Write a key, look it up through a link to url, delete it and look it up again."""
+    key = prefix + b"over-" + uuid.uuid4().hex.encode()
+    writer.set(key, b"value", ex=60)
+
+    async def run() -> tuple[object, object]:
+        link = await _started(_link(url, prefix))
+        first = await _fetch(link, key)
+        writer.delete(key)
+        await _sync(link, prefix)
+        second = await _fetch(link, key)
+        await link.close()
+        return first, second
+
+    return asyncio.run(run())
+
+
+def test_link_over_unix_socket(extra_redis, tmp_path: Path, prefix: bytes) -> None:
+    path = tmp_path / "redis.sock"
+    extra_redis("--unixsocket", str(path))
+    writer = redis.Redis(unix_socket_path=str(path))
+    _wait_until_ready(writer)
+
+    first, second = _round_trip(f"unix://{path}?db=0", writer, prefix)
+    writer.close()
+
+    assert first == b"value"
+    assert second is None
+
+
+def test_link_over_tls(extra_redis, tmp_path: Path, prefix: bytes) -> None:
+    pki = Pki.create("redis-link-tls")
+    leaf = pki.leaf(["localhost"])
+    (tmp_path / "chain.pem").write_text(pki.chain_pem(leaf))
+    (tmp_path / "key.pem").write_text(leaf.key_pem())
+    (tmp_path / "root.pem").write_text(pki.root.pem())
+    port = free_port()
+    extra_redis("--tls-port", str(port), "--tls-cert-file", str(tmp_path / "chain.pem"),
+                "--tls-key-file", str(tmp_path / "key.pem"),
+                "--tls-ca-cert-file", str(tmp_path / "root.pem"), "--tls-auth-clients", "no")
+    writer = redis.Redis(host="localhost", port=port, ssl=True,
+                         ssl_ca_certs=str(tmp_path / "root.pem"))
+    _wait_until_ready(writer)
+
+    first, second = _round_trip(f"rediss://localhost:{port}/0?ssl_ca_certs={tmp_path}/root.pem",
+                                writer, prefix)
+    writer.close()
+
+    assert first == b"value"
+    assert second is None

@@ -72,7 +72,7 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 @pytest.fixture
 def responder_on(processes: stack.Processes) -> Iterator[Callable[[PrivateRedis], int]]:
-    """Start a responder that reads the given private Redis; return its port."""
+    """Start a responder that reads the given private Redis and return its port."""
     started = []
 
     def start(server: PrivateRedis) -> int:
@@ -100,7 +100,7 @@ def _publish(client: redis.Redis, keys: RedisKeys, token: str | None = None,
 
 def _wait_for_status(client_factory: Callable[[], KeptAliveClient], token: str, status: int,
                      timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
-    """Request token on fresh connections until the response has status; return it."""
+    """Request token on fresh connections until the response has status, and return it."""
     deadline = time.monotonic() + timeout
     while True:
         client = client_factory()
@@ -115,7 +115,7 @@ def _wait_for_status(client_factory: Callable[[], KeptAliveClient], token: str, 
         time.sleep(0.05)
 
 
-def test_token_written_after_404_served_at_once(private_redis, responder_on, redis_prefix) -> None:
+def test_token_written_after_404_served(private_redis, responder_on, redis_prefix) -> None:
     port = responder_on(private_redis)
     keys = RedisKeys(redis_prefix)
     writer = redis.Redis.from_url(private_redis.url)

@@ -88,6 +88,11 @@ class RedisTarget:
     db: int
     username: str | None
     password: str | None
+    tls_ca_file: str | None = None
+    """The ssl_ca_certs query parameter: PEM roots to trust in place of the system's."""
+    tls_verify: bool = True
+    """False when the ssl_cert_reqs query parameter is "none"."""
+    tls_check_hostname: bool = True
 
     @classmethod
     def from_url(cls, url: str) -> RedisTarget:
@@ -95,10 +100,20 @@ class RedisTarget:
         the other processes do."""
         options = parse_url(url)
         connection_class = options.get("connection_class")
+        verify = str(options.get("ssl_cert_reqs", "required")).lower() != "none"
         return cls(host=options.get("host", "localhost"), port=int(options.get("port", 6379)),
                    path=options.get("path"), tls=connection_class is SSLConnection,
                    db=int(options.get("db", 0)), username=options.get("username"),
-                   password=options.get("password"))
+                   password=options.get("password"), tls_ca_file=options.get("ssl_ca_certs"),
+                   tls_verify=verify,
+                   tls_check_hostname=verify and options.get("ssl_check_hostname", True))
+
+    def tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.tls_ca_file)
+        context.check_hostname = self.tls_check_hostname
+        if not self.tls_verify:
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     def describe(self) -> str:
         """Return the address for log lines, without credentials."""
@@ -579,8 +594,7 @@ class RedisLink:
 
     async def _start_tls(self, sock: socket.socket) -> socket.socket:
         loop = asyncio.get_running_loop()
-        context = ssl.create_default_context()
-        secured = context.wrap_socket(sock, server_hostname=self.target.host,
+        secured = self.target.tls_context().wrap_socket(sock, server_hostname=self.target.host,
                                       do_handshake_on_connect=False)
         try:
             while True:
