@@ -395,3 +395,38 @@ def test_link_over_tls(extra_redis, tmp_path: Path, prefix: bytes) -> None:
 
     assert first == b"value"
     assert second is None
+
+
+def test_callback_reading_more_replies(prefix: bytes) -> None:
+    """A lookup's callback that responds from the cache reads the replies that have
+    arrived meanwhile; each lookup still gets its own value."""
+    from service.responder.redis_link import _Connection
+
+    first, second = prefix + b"first", prefix + b"second"
+
+    async def run() -> dict[bytes, object]:
+        link = _link("redis://127.0.0.1:1/0", prefix)
+        ours, server = socket.socketpair()
+        ours.setblocking(False)
+        connection = _Connection(link, ours)
+        link.connection = connection
+        connection.caching = True
+        results: dict[bytes, object] = {}
+
+        def on_first(value: object) -> None:
+            results[first] = value
+            # What a response from the cache does first: read what has arrived.
+            link.cached(prefix + b"other", 0.0, NOT_CACHED)
+
+        connection.lookup(first, _identity, on_first)
+        connection.lookup(second, _identity, lambda value: results.__setitem__(second, value))
+        connection.flush()
+        server.sendall(b"$3\r\ntwo\r\n:-1\r\n")
+        connection.data_received(b"$3\r\none\r\n:-1\r\n")
+        connection.close(None)
+        server.close()
+        return results
+
+    results = asyncio.run(run())
+
+    assert results == {first: b"one", second: b"two"}

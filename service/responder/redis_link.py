@@ -158,6 +158,7 @@ class _Lookup:
         "done",
         "has_value",
         "key",
+        "result",
         "sent_at",
         "value",
     )
@@ -172,6 +173,8 @@ class _Lookup:
         self.value: object = None
         self.has_value = False
         self.done = False
+        self.result: object = None
+        """The decoded value or a RedisUnavailable, set when the PTTL reply arrives."""
         self.sent_at = connection.loop.time()
         """Loop time before the PTTL ran, so an entry expires no later than its key."""
 
@@ -181,6 +184,7 @@ class _Lookup:
             self.has_value = True
             return
         self.connection.finish_lookup(self, reply)
+        self.connection.finished.append(self)
 
     def fail(self, error: RedisUnavailable) -> None:
         if not self.done:
@@ -229,6 +233,11 @@ class _Connection:
         self.in_flight: dict[bytes, _Lookup] = {}
         self.invalidated_in_flight: set[bytes] = set()
         """Keys invalidated while their lookup was in flight: their values are not cached."""
+        self.finished: list[_Lookup] = []
+        """Lookups whose replies data_received has parsed, to notify once it has parsed
+        everything it read. A callback may respond from the cache and so call
+        read_pending, which must not find a half-parsed buffer or miss an invalidation
+        that comes later in it."""
         self.replies = 0
         self.caching = False
         self.closed = self.loop.create_future()
@@ -288,6 +297,9 @@ class _Connection:
             self.close(error)
             return
         del buffer[:position]
+        finished, self.finished = self.finished, []
+        for lookup in finished:
+            self.link.notify(lookup.callbacks, lookup.result)
 
     def close(self, error: BaseException | None) -> None:
         """Close the socket, fail every pending command and tell the link."""
@@ -301,6 +313,9 @@ class _Connection:
         lost = RedisUnavailable(f"connection to Redis lost: {error or 'closed by the server'}")
         self.lost_error = lost
         self.link.connection_lost(self)
+        finished, self.finished = self.finished, []
+        for lookup in finished:
+            self.link.notify(lookup.callbacks, lookup.result)
         expected, self.expected = self.expected, collections.deque()
         self.in_flight.clear()
         for entry in expected:
@@ -345,13 +360,13 @@ class _Connection:
         for reply in (value, ttl_reply):
             if isinstance(reply, ReplyError):
                 logger.warning("redis lookup failed key=%r: %s", key[:100], reply.message)
-                self.link.notify(lookup.callbacks, RedisUnavailable(reply.message))
+                lookup.result = RedisUnavailable(reply.message)
                 return
         try:
             decoded = lookup.decode(value)  # type: ignore[arg-type]
         except Exception as error:  # a bad value must not break the connection
             logger.exception("cannot decode the value of key=%r", key[:100])
-            self.link.notify(lookup.callbacks, RedisUnavailable(f"cannot decode a value: {error}"))
+            lookup.result = RedisUnavailable(f"cannot decode a value: {error}")
             return
         # PTTL is -2 for a missing key and -1 for a key without expiry. A value together
         # with -2 (or None with a TTL) means the key changed between the two commands.
@@ -361,7 +376,7 @@ class _Connection:
             ttl = int(ttl_reply)  # type: ignore[call-overload]
             expires_at = lookup.sent_at + ttl / 1000 if ttl >= 0 else math.inf
             self.link.cache.put(key, decoded, expires_at)
-        self.link.notify(lookup.callbacks, decoded)
+        lookup.result = decoded
 
     def invalidate(self, keys: list[bytes] | None) -> None:
         """Drop the keys (all keys when None) from the cache and keep in-flight values
