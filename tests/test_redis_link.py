@@ -430,3 +430,32 @@ def test_callback_reading_more_replies(prefix: bytes) -> None:
     results = asyncio.run(run())
 
     assert results == {first: b"one", second: b"two"}
+
+
+def test_tracking_denied_serves_uncached(private_redis: PrivateRedis, prefix: bytes) -> None:
+    """A user whose ACL forbids CLIENT TRACKING still gets values, read every time."""
+    admin = redis.Redis.from_url(private_redis.url)
+    user = f"no-tracking-{uuid.uuid4().hex[:8]}"
+    admin.execute_command("ACL", "SETUSER", user, "on", ">secret", "~*", "+@all", "-client")
+    key = prefix + b"uncached"
+    admin.set(key, b"first", ex=60)
+    url = f"redis://{user}:secret@127.0.0.1:{private_redis.port}/0"
+
+    async def run() -> tuple[bool, object, object, int]:
+        link = await _started(_link(url, prefix))
+        first = await _fetch(link, key)
+        admin.set(key, b"second", ex=60)
+        second = await _fetch(link, key)
+        caching = link.connection.caching
+        entries = len(link.cache.entries)
+        await link.close()
+        return caching, first, second, entries
+
+    caching, first, second, entries = asyncio.run(run())
+    admin.execute_command("ACL", "DELUSER", user)
+    admin.close()
+
+    assert caching is False
+    assert first == b"first"
+    assert second == b"second"
+    assert entries == 0
