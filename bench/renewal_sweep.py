@@ -1,10 +1,11 @@
 """The renewal sweep over 1M certificate rows: select the due ones and enqueue 10k
 renewals, against a limit measured in the same run.
 
-certsvc's sweep is worker.renewal.renew_due_certificates, called until it has queued
-10k renewals (it queues at most one batch per call). The limit selects the same rows
-with the bare SQL query, streamed through a server-side cursor, inserts their issuance
-rows in one transaction and enqueues their 10k jobs with RQ's enqueue_many. A
+certsvc's sweep is worker.renewal.renew_due_certificates, run with
+CERTSVC_RENEWAL_MAX_PER_RUN set to 10k so that one call queues them all (it is called
+again while it stops short). The limit selects the same rows with certsvc's due query,
+streamed through a server-side cursor, inserts the same issuance rows in one
+transaction and enqueues the same 10k jobs with RQ's enqueue_many. A
 certificate is due at its renew_after, two thirds into its lifetime, so 90-day and
 45-day certificates (both are generated) fall due at their own time. Each sweep runs
 in a child process of its own, which reports its peak memory. Run from the repository
@@ -16,6 +17,7 @@ root:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import logging
 import os
@@ -35,9 +37,11 @@ from bench.harness import (Figure, argument_parser, command_line, configure_logg
                            ratio, rss_bytes, scratch_stack)
 from devtools import stack
 from devtools.pebble import LocalPebble
+from service.backends import ISSUANCE_JOB_TIMEOUT_SECONDS
 from service.config import Settings
 from service.queueing import ISSUANCE_JOB_FUNCTION
 from service.redis_keys import RedisKeys
+from service.store import renewals as renewal_rows
 
 logger = logging.getLogger(__name__)
 
@@ -45,22 +49,11 @@ logger = logging.getLogger(__name__)
 FETCH_ROWS = 2_000
 ENQUEUE_BATCH = 1_000
 
-# The limit's query selects what certsvc's sweep selects (see
-# service.store.renewals.list_due_for_renewal): Let's Encrypt certificates past their
-# renewal time, of non-wildcard domains with no issuance in flight and no failure in
-# the last six hours, earliest first.
-DUE_QUERY = """
-    SELECT d.id, d.hostname
-    FROM domains d JOIN certificates c ON c.id = d.certificate_id
-    WHERE c.source = 'LETS_ENCRYPT' AND c.renew_after <= now() AND NOT d.wildcard
-      AND NOT EXISTS (
-          SELECT 1 FROM issuances i
-          WHERE i.domain_id = d.id
-            AND (i.state NOT IN ('SUCCEEDED', 'FAILED')
-                 OR (i.state = 'FAILED' AND i.updated_at > now() - interval '6 hours')))
-    ORDER BY c.renew_after
-    LIMIT %s
-"""
+# The limit runs certsvc's own due query (service.store.renewals): Let's Encrypt
+# certificates past their renewal time, of non-wildcard domains with no issuance in
+# flight and no failure in the last six hours, earliest first.
+DUE_QUERY = renewal_rows.DUE_FOR_RENEWAL_QUERY
+FAILED_COOLDOWN = datetime.timedelta(hours=6)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,42 +121,45 @@ def run_limit_sweep(settings: Settings, due: int) -> dict:
     redis_prefix = settings.redis_prefix
     timings = {}
     started = time.monotonic()
-    issuance_ids: list[uuid.UUID] = []
+    queue_name = RedisKeys(redis_prefix).issuance_queue
+    # (issuance id, job id) of each row. Each row names its job, as certsvc's rows do.
+    jobs: list[tuple[uuid.UUID, str]] = []
     with psycopg.connect(database_url) as connection:
         with connection.cursor(name="due_certificates") as due_rows:
             due_rows.itersize = FETCH_ROWS
-            due_rows.execute(DUE_QUERY, (due,))
+            due_rows.execute(DUE_QUERY, {"failed_cooldown": FAILED_COOLDOWN, "limit": due})
             while batch := due_rows.fetchmany(FETCH_ROWS):
-                domain_ids = [row[0] for row in batch]
-                hostnames = [row[1] for row in batch]
+                issuance_ids = [uuid.uuid4() for _ in batch]
                 inserted = connection.execute(
                     """
-                    INSERT INTO issuances (domain_id, hostname)
-                    SELECT * FROM unnest(%s::uuid[], %s::text[])
+                    INSERT INTO issuances (id, domain_id, hostname, job_id)
+                    SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[])
                     ON CONFLICT (domain_id) WHERE state NOT IN ('SUCCEEDED', 'FAILED')
-                    DO NOTHING RETURNING id
-                    """, (domain_ids, hostnames)).fetchall()
-                issuance_ids += [row[0] for row in inserted]
+                    DO NOTHING RETURNING id, job_id
+                    """, (issuance_ids, [row[0] for row in batch], [row[1] for row in batch],
+                          [f"{queue_name}-{issuance_id}-{uuid.uuid4().hex[:8]}"
+                           for issuance_id in issuance_ids])).fetchall()
+                jobs += inserted
     timings["select_and_insert_seconds"] = time.monotonic() - started
 
     # Jobs go out after the commit: a worker must find the issuance row it is woken for.
     enqueue_started = time.monotonic()
     client = redis.Redis.from_url(redis_url)
-    queue = rq.Queue(RedisKeys(redis_prefix).issuance_queue, connection=client)
-    for start in range(0, len(issuance_ids), ENQUEUE_BATCH):
-        batch_ids = issuance_ids[start:start + ENQUEUE_BATCH]
+    queue = rq.Queue(queue_name, connection=client,
+                     default_timeout=ISSUANCE_JOB_TIMEOUT_SECONDS)
+    for start in range(0, len(jobs), ENQUEUE_BATCH):
         with client.pipeline() as pipeline:
             queue.enqueue_many([rq.Queue.prepare_data(
-                ISSUANCE_JOB_FUNCTION, (str(issuance_id),),
-                job_id=f"{queue.name}-{issuance_id}-{uuid.uuid4().hex[:8]}",
+                ISSUANCE_JOB_FUNCTION, (str(issuance_id),), job_id=job_id,
                 result_ttl=3600, failure_ttl=7 * 24 * 3600,
-                description=f"issuance {issuance_id}") for issuance_id in batch_ids],
+                description=f"issuance {issuance_id}")
+                for issuance_id, job_id in jobs[start:start + ENQUEUE_BATCH]],
                 pipeline=pipeline)
             pipeline.execute()
     client.close()
     timings["enqueue_seconds"] = time.monotonic() - enqueue_started
     timings["total_seconds"] = time.monotonic() - started
-    timings["enqueued"] = len(issuance_ids)
+    timings["enqueued"] = len(jobs)
     return timings
 
 
@@ -172,15 +168,15 @@ def run_certsvc_sweep(settings: Settings, due: int) -> dict:
 
     The sweep's steps are wrapped with timers, so the result shows where its time went.
     """
+    from service import issuance, queueing
     from service.backends import Backends
-    from service.store import renewals as renewal_rows
     from worker import renewal
     from worker.scheduler import SchedulerContext
 
     step_seconds: dict[str, float] = {}
     _time_calls(renewal, "refresh_renewal_info", step_seconds)
-    _time_calls(renewal_rows, "list_due_for_renewal", step_seconds)
-    _time_calls(renewal, "queue_issuance", step_seconds)
+    _time_calls(issuance, "create_issuances", step_seconds)
+    _time_calls(queueing, "enqueue_issuances", step_seconds)
     backends = Backends.connect(settings)
     context = SchedulerContext(settings, backends, "bench")
     started = time.monotonic()
@@ -240,7 +236,21 @@ def run_sweep_process(name: str, environment: dict[str, str], due: int) -> dict:
 def explain(database_url: str, due: int) -> str:
     with psycopg.connect(database_url, autocommit=True) as connection:
         rows = connection.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + DUE_QUERY,
-                                  (due,)).fetchall()
+                                  {"failed_cooldown": FAILED_COOLDOWN, "limit": due}).fetchall()
+    return "\n".join(row[0] for row in rows)
+
+
+def explain_cursor(database_url: str, due: int) -> str:
+    """Return the plan of the due query as a server-side cursor runs it.
+
+    Postgres plans a cursor for its first rows (cursor_tuple_fraction) and without
+    parallel workers, so this plan can differ from the one of explain(). EXPLAIN
+    ANALYZE cannot run a DECLARE, so this plan has no timings.
+    """
+    with psycopg.connect(database_url) as connection:
+        rows = connection.execute(
+            "EXPLAIN (COSTS OFF) DECLARE due_certificates CURSOR FOR " + DUE_QUERY,
+            {"failed_cooldown": FAILED_COOLDOWN, "limit": due}).fetchall()
     return "\n".join(row[0] for row in rows)
 
 
@@ -266,22 +276,28 @@ def main() -> None:
             logger.info("generated %d certificates in %.1f s", sizes.certificates,
                         generated_seconds)
             plan = explain(scratch.database_url, sizes.due)
+            cursor_plan = explain_cursor(scratch.database_url, sizes.due)
             # certsvc's sweep reads the ACME directory for renewal information first.
             environment = scratch.environment(
                 CERTSVC_ACME_DIRECTORY_URL=pebble.directory_url,
                 CERTSVC_ACME_CA_BUNDLE=str(pebble.ca_bundle), CERTSVC_LOG_LEVEL="WARNING")
             limit = run_sweep_process("limit", environment, sizes.due)
             # The limit's issuances are in flight now; certsvc's sweep must find the same
-            # rows due, and its jobs go to a queue of their own.
+            # rows due, and its jobs go to a queue of their own. TRUNCATE leaves an empty
+            # table as the limit found it: after a DELETE, the dead index entries of the
+            # same domains would slow down each insert's in-flight check.
             with psycopg.connect(scratch.database_url, autocommit=True) as connection:
-                connection.execute("DELETE FROM issuances")
+                connection.execute("TRUNCATE issuances")
             environment["CERTSVC_REDIS_PREFIX"] = f"{scratch.redis_prefix}-certsvc"
+            # One sweep run queues them all, as the limit does.
+            environment["CERTSVC_RENEWAL_MAX_PER_RUN"] = str(sizes.due)
             certsvc = run_sweep_process("certsvc", environment, sizes.due)
             stack.delete_redis_namespace(scratch.redis_url, environment["CERTSVC_REDIS_PREFIX"])
     finally:
         pebble.stop()
 
-    emit([build_figure(limit, certsvc, plan, sizes, generated_seconds, arguments.smoke)],
+    emit([build_figure(limit, certsvc, plan, cursor_plan, sizes, generated_seconds,
+                       arguments.smoke)],
          arguments.output)
 
 
@@ -294,10 +310,10 @@ def argparse_suppress() -> str:
 def _certsvc_note(result: dict) -> str:
     steps = ", ".join(f"{name} {seconds:.1f} s"
                       for name, seconds in result["step_seconds"].items())
-    return f"{result['calls']} calls; {steps}"
+    return f"{result['calls']} calls; {steps} (overlapping)"
 
 
-def build_figure(limit: dict, certsvc: dict, plan: str, sizes: Sizes,
+def build_figure(limit: dict, certsvc: dict, plan: str, cursor_plan: str, sizes: Sizes,
                  generated_seconds: float, smoke: bool) -> Figure:
     uses_index = "Index" in plan
     figure = Figure(
@@ -328,11 +344,15 @@ def build_figure(limit: dict, certsvc: dict, plan: str, sizes: Sizes,
         f"{generated_seconds:.0f} s: 1 in 20 uploaded, 1 in 3 with a 45-day lifetime, "
         f"{sizes.due:,} Let's Encrypt ones due.",
         "Memory is each sweep process's RSS before the sweep and its peak (ru_maxrss); the "
-        "limit streams rows 2,000 at a time and holds only the 10k issuance ids.",
+        "limit streams rows 2,000 at a time and holds only the 10k issuance and job ids, "
+        "certsvc streams them 1,000 at a time and holds at most two batches.",
+        "certsvc's step times overlap: a background thread enqueues one batch's jobs while "
+        "the next batch's rows are written.",
         "certsvc's sweep first asks the ACME directory for renewal information; the local "
         "Pebble offers none, so that step reads one batch of rows and stops.",
     ]
     figure.extra["EXPLAIN (ANALYZE) of the due query"] = plan
+    figure.extra["EXPLAIN of the due query in the sweeps' server-side cursor"] = cursor_plan
     return figure
 
 

@@ -104,6 +104,10 @@ class Settings:
     renewal_interval_seconds: float = 300.0
     """CERTSVC_RENEWAL_INTERVAL_SECONDS: how often the scheduler looks for certificates due
     for renewal or close to expiry."""
+    renewal_max_per_run: int = 500
+    """CERTSVC_RENEWAL_MAX_PER_RUN: max renewals that one run of the renewal sweep queues.
+    Renewals wait in the same queue as requested certificates, so a larger number lets a
+    backlog of renewals delay new certificates longer."""
     recovery_interval_seconds: float = 30.0
     """CERTSVC_RECOVERY_INTERVAL_SECONDS: how often the scheduler looks for issuances whose
     job was lost."""
@@ -162,6 +166,7 @@ class Settings:
                 env.text("CERTSVC_ACME_DIRECTORY_URL", cls.acme_directory_url)),
             renewal_interval_seconds=env.seconds("CERTSVC_RENEWAL_INTERVAL_SECONDS",
                                                  cls.renewal_interval_seconds),
+            renewal_max_per_run=env.count("CERTSVC_RENEWAL_MAX_PER_RUN", cls.renewal_max_per_run),
             recovery_interval_seconds=env.seconds("CERTSVC_RECOVERY_INTERVAL_SECONDS",
                                                   cls.recovery_interval_seconds),
         )

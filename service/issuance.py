@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 
 import psycopg
 import redis
+import rq
 
 from service.backends import Backends, redis_unavailable_as_error
 from service.callers import Caller
@@ -96,6 +98,42 @@ def queue_issuance(backends: Backends, domain_id: uuid.UUID, message: str, *,
     logger.info("queued issuance issuance_id=%s hostname=%s job_id=%s",
                 issuance.id, issuance.hostname, issuance.job_id)
     return issuance, True
+
+
+def create_issuances(backends: Backends, queue: rq.Queue,
+                     requests: Sequence[tuple[uuid.UUID, str]]) -> list[IssuanceRecord]:
+    """Create QUEUED issuances for several domains in one transaction; return those created.
+
+    requests contains (domain id, ISSUANCE_QUEUED event message) pairs. Domains with an
+    issuance in flight, and removed ones, get none. Events and domain statuses are
+    written as queue_issuance writes them. Each row names its job in queue, so the
+    lost-job recovery finds a row whose job the caller did not enqueue after the commit.
+    A domain removed during the transaction fails it with ForeignKeyViolation, and the
+    transaction runs once more without that domain.
+    """
+    messages = dict(requests)
+    try:
+        return _write_issuances(backends, queue, messages)
+    except psycopg.errors.ForeignKeyViolation:
+        logger.info("a domain was removed while its issuance was written, so the %d "
+                    "issuances are written again", len(messages))
+        return _write_issuances(backends, queue, messages)
+
+
+def _write_issuances(backends: Backends, queue: rq.Queue,
+                     messages: dict[uuid.UUID, str]) -> list[IssuanceRecord]:
+    new_issuances = []
+    for domain_id in messages:
+        issuance_id = uuid.uuid4()
+        new_issuances.append((issuance_id, domain_id, new_job_id(queue, issuance_id)))
+    with backends.database.transaction() as connection:
+        created = issuance_rows.create_many_in_flight(connection, new_issuances)
+        event_rows.add_events(connection, EventType.ISSUANCE_QUEUED,
+                              [(issuance.domain_id, issuance.id, messages[issuance.domain_id])
+                               for issuance in created])
+        domain_rows.mark_many_issuing_unless_active(
+            connection, [issuance.domain_id for issuance in created])
+    return created
 
 
 def _withdraw(backends: Backends, issuance: IssuanceRecord, previous_status: str) -> None:

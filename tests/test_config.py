@@ -36,6 +36,7 @@ def test_defaults_match_contract() -> None:
     ({"CERTSVC_TRUST_BUNDLE": "/nonexistent/roots.pem"}, ["CERTSVC_TRUST_BUNDLE", "no such file"]),
     ({"CERTSVC_LOG_LEVEL": "LOUD"}, ["CERTSVC_LOG_LEVEL"]),
     ({"CERTSVC_CHECK_DEADLINE_SECONDS": "-1"}, ["CERTSVC_CHECK_DEADLINE_SECONDS"]),
+    ({"CERTSVC_RENEWAL_MAX_PER_RUN": "0"}, ["CERTSVC_RENEWAL_MAX_PER_RUN", "positive"]),
 ])
 def test_bad_value_names_variable(environment: dict[str, str], words: list[str]) -> None:
     with pytest.raises(ConfigError) as raised:

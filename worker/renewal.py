@@ -3,17 +3,21 @@ queue a renewal for each Let's Encrypt certificate past its renewal time."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 
+import redis
 from acme import client as acme_client
 from acme import errors as acme_library_errors
 
-from service import metrics
-from service.errors import NotFound
-from service.issuance import queue_issuance
+from service import issuance, metrics, queueing
+from service.backends import redis_unavailable_as_error
+from service.errors import Unavailable
 from service.store import renewals as renewal_rows
-from service.store.renewals import ServingCertificate
+from service.store.records import IssuanceRecord
+from service.store.renewals import DueCertificate, ServingCertificate
 from worker.acme_client import open_directory_client
 from worker.renewal_timing import as_utc, bounded_recheck
 from worker.scheduler import SchedulerContext
@@ -23,32 +27,83 @@ logger = logging.getLogger(__name__)
 # After a renewal issuance failed for good, the next one waits this long; the
 # certificate keeps serving meanwhile and expiry warnings tell its owner.
 FAILED_RENEWAL_COOLDOWN = datetime.timedelta(hours=6)
-BATCH_SIZE = 500
+# The max number of certificates whose renewal information one run fetches.
+RENEWAL_INFO_PER_RUN = 500
+# Renewals written in one transaction and enqueued in one Redis pipeline.
+RENEWAL_BATCH_SIZE = 1000
 
 
 def renew_due_certificates(context: SchedulerContext) -> int:
-    """Refresh renewal information, then queue renewals of due certificates; return how many."""
+    """Refresh renewal information, then queue renewals of due certificates; return how many.
+
+    At most settings.renewal_max_per_run renewals are queued per run. The due
+    certificates are read from a server-side cursor, RENEWAL_BATCH_SIZE at a time. Each
+    batch's issuances are written in one transaction. After the commit, a background
+    thread enqueues their jobs in one Redis pipeline while this thread writes the next
+    batch, so at most two batches are held in memory.
+    """
     refresh_renewal_info(context)
-    with context.backends.database.transaction() as connection:
-        due = renewal_rows.list_due_for_renewal(connection, failed_cooldown=FAILED_RENEWAL_COOLDOWN,
-                                                limit=BATCH_SIZE)
+    backends = context.backends
+    queue = backends.issuance_queue()
     queued = 0
-    for certificate in due:
-        message = (f"renewal started: the certificate valid until "
-                   f"{certificate.not_after:%Y-%m-%d %H:%M} UTC reached its renewal time "
-                   f"{certificate.renew_after:%Y-%m-%d %H:%M} UTC; it keeps serving until its "
-                   "successor is stored")
-        try:
-            issuance, created = queue_issuance(context.backends, certificate.domain_id, message)
-        except NotFound:
-            continue  # the domain was removed since the query
-        if created:
-            queued += 1
-            metrics.RENEWALS_QUEUED.inc()
-            logger.info("queued renewal hostname=%s issuance_id=%s certificate_id=%s "
-                        "renew_after=%s", certificate.hostname, issuance.id,
-                        certificate.certificate_id, certificate.renew_after.isoformat())
+    # NOTE: when this thread raises, a batch whose jobs the background thread is still
+    # enqueueing gets queued, but neither counted nor logged here.
+    with backends.database.transaction() as connection, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="renewal-enqueue") as enqueuer:
+        previous: _RenewalBatch | None = None
+        for due in renewal_rows.stream_due_for_renewal(
+                connection, failed_cooldown=FAILED_RENEWAL_COOLDOWN,
+                limit=context.settings.renewal_max_per_run, batch_size=RENEWAL_BATCH_SIZE):
+            # Write no rows while the queue is unreachable.
+            with redis_unavailable_as_error("queueing renewals"):
+                backends.redis.ping()
+            requests = [(certificate.domain_id, _renewal_message(certificate))
+                        for certificate in due]
+            created = issuance.create_issuances(backends, queue, requests)
+            if previous is not None:
+                queued += _finish(previous)
+            jobs = [(record.id, record.job_id) for record in created]
+            previous = _RenewalBatch(due, created,
+                                     enqueuer.submit(queueing.enqueue_issuances, queue, jobs))
+        if previous is not None:
+            queued += _finish(previous)
     return queued
+
+
+@dataclasses.dataclass(frozen=True)
+class _RenewalBatch:
+    """Renewals written in one transaction, and the enqueueing of their jobs."""
+
+    due: list[DueCertificate]
+    created: list[IssuanceRecord]
+    enqueued: Future[None]
+
+
+def _finish(batch: _RenewalBatch) -> int:
+    """Wait until a batch's jobs are enqueued, then count and log them; return how many."""
+    try:
+        batch.enqueued.result()
+    except redis.RedisError as error:
+        logger.warning("could not enqueue a batch of renewals, the lost-job recovery will "
+                       "enqueue them count=%d first_issuance_id=%s: %s", len(batch.created),
+                       batch.created[0].id if batch.created else "-", error)
+        raise Unavailable("Redis is unavailable, so the renewals written in this run wait "
+                          "for the lost-job recovery to enqueue them") from error
+    metrics.RENEWALS_QUEUED.inc(len(batch.created))
+    by_domain = {certificate.domain_id: certificate for certificate in batch.due}
+    for record in batch.created:
+        certificate = by_domain[record.domain_id]
+        logger.info("queued renewal hostname=%s issuance_id=%s job_id=%s certificate_id=%s "
+                    "renew_after=%s", record.hostname, record.id, record.job_id,
+                    certificate.certificate_id, certificate.renew_after.isoformat())
+    return len(batch.created)
+
+
+def _renewal_message(certificate: DueCertificate) -> str:
+    return (f"renewal started: the certificate valid until "
+            f"{certificate.not_after:%Y-%m-%d %H:%M} UTC reached its renewal time "
+            f"{certificate.renew_after:%Y-%m-%d %H:%M} UTC; it keeps serving until its "
+            "successor is stored")
 
 
 def refresh_renewal_info(context: SchedulerContext) -> int:
@@ -58,7 +113,7 @@ def refresh_renewal_info(context: SchedulerContext) -> int:
     no row is touched, so a CA that adds renewalInfo later is asked at once.
     """
     with context.backends.database.transaction() as connection:
-        certificates = renewal_rows.list_due_for_renewal_info(connection, BATCH_SIZE)
+        certificates = renewal_rows.list_due_for_renewal_info(connection, RENEWAL_INFO_PER_RUN)
     if not certificates:
         return 0
     try:

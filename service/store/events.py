@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 import psycopg
 from psycopg.rows import class_row
@@ -15,6 +16,23 @@ def add_event(connection: psycopg.Connection, domain_id: uuid.UUID, event_type: 
     connection.execute(
         "INSERT INTO events (domain_id, issuance_id, type, message) VALUES (%s, %s, %s, %s)",
         (domain_id, issuance_id, event_type, message),
+    )
+
+
+def add_events(connection: psycopg.Connection, event_type: str,
+               events: Sequence[tuple[uuid.UUID, uuid.UUID | None, str]]) -> None:
+    """Insert events of one type in one statement.
+
+    events contains (domain id, issuance id, message) triples.
+    """
+    connection.execute(
+        """
+        INSERT INTO events (domain_id, issuance_id, type, message)
+        SELECT domain_id, issuance_id, %s, message
+        FROM unnest(%s::uuid[], %s::uuid[], %s::text[]) AS batch (domain_id, issuance_id, message)
+        """,
+        (event_type, [domain_id for domain_id, _, _ in events],
+         [issuance_id for _, issuance_id, _ in events], [message for _, _, message in events]),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Sequence
 
 import psycopg
 from psycopg.rows import class_row
@@ -44,6 +45,32 @@ def create_or_get_in_flight(connection: psycopg.Connection, domain_id: uuid.UUID
         # The in-flight issuance finished between the two statements.
         return create_or_get_in_flight(connection, domain_id, hostname)
     return existing, False
+
+
+def create_many_in_flight(connection: psycopg.Connection,
+                          new_issuances: Sequence[tuple[uuid.UUID, uuid.UUID, str]]
+                          ) -> list[IssuanceRecord]:
+    """Create QUEUED issuances in one statement; return those created, in no given order.
+
+    new_issuances contains (issuance id, domain id, job id) triples. A domain that has an
+    issuance in flight, or that no longer exists, gets none. A domain removed while the
+    statement runs raises ForeignKeyViolation, as in create_or_get_in_flight.
+    """
+    issuance_ids = [issuance_id for issuance_id, _, _ in new_issuances]
+    domain_ids = [domain_id for _, domain_id, _ in new_issuances]
+    job_ids = [job_id for _, _, job_id in new_issuances]
+    with connection.cursor(row_factory=class_row(IssuanceRecord)) as cursor:
+        return cursor.execute(
+            f"""
+            INSERT INTO issuances (id, domain_id, hostname, job_id)
+            SELECT batch.id, d.id, d.hostname, batch.job_id
+            FROM unnest(%s::uuid[], %s::uuid[], %s::text[]) AS batch (id, domain_id, job_id)
+            JOIN domains d ON d.id = batch.domain_id
+            ON CONFLICT (domain_id) WHERE state NOT IN ('SUCCEEDED', 'FAILED') DO NOTHING
+            RETURNING {_COLUMNS}
+            """,
+            (issuance_ids, domain_ids, job_ids),
+        ).fetchall()
 
 
 def get_issuance(connection: psycopg.Connection, issuance_id: uuid.UUID) -> IssuanceRecord | None:
