@@ -39,12 +39,16 @@ PROCESSES = 2
 UNKNOWN_SHARE = 0.25
 CHALLENGE_PATH = "/.well-known/acme-challenge/"
 RESPONDER_PROFILE_CATEGORIES = [
+    ("Redis link and RESP parsing (service/responder/redis_link.py, resp.py)",
+     profiling.leaf_in_files("responder/redis_link.py", "responder/resp.py")),
     ("Redis client (redis.asyncio)", profiling.leaf_in_files("redis/")),
     ("asyncio and uvloop machinery", profiling.leaf_in_files("asyncio/", "uvloop/")),
     ("HTTP parsing and responses (service/responder/http.py)",
      profiling.leaf_in_files("responder/http.py")),
-    ("routing and the protocol (service/responder/server.py)",
-     profiling.leaf_in_files("responder/server.py")),
+    ("the connection protocol (service/responder/protocol.py)",
+     profiling.leaf_in_files("responder/protocol.py")),
+    ("routing and the cache lookup (service/responder/routing.py)",
+     profiling.leaf_in_files("responder/routing.py")),
     ("logging", profiling.leaf_in_files("logging/")),
     ("regular expressions", profiling.leaf_in_files("re/", "sre_")),
 ]

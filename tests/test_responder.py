@@ -159,6 +159,6 @@ def test_absolute_form_target(responder_port, redis_client, keys) -> None:
     ("::ffff:192.0.2.7", "192.0.2.7"),
 ])
 def test_connection_cap_client_key(address: str, key: str) -> None:
-    from service.responder.server import client_key
+    from service.responder.limits import client_key
 
     assert client_key(address) == key

@@ -24,6 +24,14 @@ _ABSOLUTE_TARGET = re.compile(r"https?://(?P<authority>[^/?#@]+)(?P<rest>[/?][!-
 # literal, then an optional port.
 _HOST = re.compile(r"(?P<name>[a-z0-9.-]{1,254}|\[[0-9a-f:.]{2,45}\])(?::[0-9]{1,5})?")
 
+# The request an HTTP-01 validator or a load generator usually sends, matched in one
+# step: GET of a well-formed token, HTTP/1.1, one lowercase Host header and nothing
+# else. Its groups are the token and the host. Any other request goes through
+# parse_head, which gives the same result for these.
+SIMPLE_CHALLENGE_GET = re.compile(
+    rb"GET /\.well-known/acme-challenge/([A-Za-z0-9_-]{16,128}) HTTP/1\.1\r\n"
+    rb"Host: ([a-z0-9.-]{1,254})\r\n\r\n").fullmatch
+
 _REASONS = {
     200: "OK", 308: "Permanent Redirect", 400: "Bad Request", 404: "Not Found",
     405: "Method Not Allowed", 408: "Request Timeout", 414: "URI Too Long",
@@ -149,3 +157,23 @@ def response(status: int, body: bytes = b"", *, head_only: bool = False, keep_al
     ]
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
     return head if head_only else head + body
+
+
+class CannedResponse:
+    """A response serialized once in its four forms: for GET or HEAD, keeping or
+    closing the connection."""
+
+    __slots__ = ("keep_alive", "keep_alive_head", "close", "close_head")
+
+    def __init__(self, status: int, body: bytes,
+                 headers: tuple[tuple[str, str], ...] = ()) -> None:
+        self.keep_alive = response(status, body, headers=headers)
+        self.keep_alive_head = response(status, body, head_only=True, headers=headers)
+        self.close = response(status, body, keep_alive=False, headers=headers)
+        self.close_head = response(status, body, head_only=True, keep_alive=False,
+                                   headers=headers)
+
+    def pick(self, *, head_only: bool, keep_alive: bool) -> bytes:
+        if keep_alive:
+            return self.keep_alive_head if head_only else self.keep_alive
+        return self.close_head if head_only else self.close
