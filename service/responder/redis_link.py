@@ -19,7 +19,10 @@ Every response from the cache first reads what the Redis socket has already rece
 may report an HTTP connection that was active a moment ago before the Redis socket,
 even when the invalidation reached the machine first. So once a writer has seen its
 write acknowledged, any request it causes afterwards gets the new value, provided
-Redis sent the invalidation before or together with the acknowledgement.
+Redis sent the invalidation before or together with the acknowledgement. Redis does:
+before each sleep, its event loop queues the broadcast invalidations
+(trackingBroadcastInvalidationMessages in server.c) and only then writes the
+pending replies, the writer's acknowledgement among them.
 
 When the connection is lost, pending lookups fail and the cache is emptied, because
 invalidations may have been lost with it. Cached entries also expire with their
