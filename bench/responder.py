@@ -47,7 +47,7 @@ RESPONDER_PROFILE_CATEGORIES = [
      profiling.leaf_in_files("responder/http.py")),
     ("the connection protocol (service/responder/protocol.py)",
      profiling.leaf_in_files("responder/protocol.py")),
-    ("routing and the cache lookup (service/responder/routing.py)",
+    ("routing (service/responder/routing.py)",
      profiling.leaf_in_files("responder/routing.py")),
     ("logging", profiling.leaf_in_files("logging/")),
     ("regular expressions", profiling.leaf_in_files("re/", "sre_")),

@@ -24,14 +24,6 @@ _ABSOLUTE_TARGET = re.compile(r"https?://(?P<authority>[^/?#@]+)(?P<rest>[/?][!-
 # literal, then an optional port.
 _HOST = re.compile(r"(?P<name>[a-z0-9.-]{1,254}|\[[0-9a-f:.]{2,45}\])(?::[0-9]{1,5})?")
 
-# The request an HTTP-01 validator or a load generator usually sends, matched in one
-# step: GET of a well-formed token, HTTP/1.1, one lowercase Host header and nothing
-# else. Its groups are the token and the host. Any other request goes through
-# parse_head, which gives the same result for these.
-SIMPLE_CHALLENGE_GET = re.compile(
-    rb"GET /\.well-known/acme-challenge/([A-Za-z0-9_-]{16,128}) HTTP/1\.1\r\n"
-    rb"Host: ([a-z0-9.-]{1,254})\r\n\r\n").fullmatch
-
 _REASONS = {
     200: "OK", 308: "Permanent Redirect", 400: "Bad Request", 404: "Not Found",
     405: "Method Not Allowed", 408: "Request Timeout", 414: "URI Too Long",

@@ -20,10 +20,7 @@ class ResponderProtocol(asyncio.Protocol):
     the idle timeout between requests. While a response waits for Redis, or waits for
     the client to read it, no further request of the connection is read or answered.
 
-    A request that arrives whole and alone, in the common form of
-    http.SIMPLE_CHALLENGE_GET, gets its response straight from the cache when that
-    contains the token. Everything else is parsed by http.parse_head and routed by
-    Responder.respond.
+    Each request head is parsed by http.parse_head and routed by Responder.respond.
     """
 
     def __init__(self, responder: Responder, limits: ConnectionLimits, *,
@@ -91,18 +88,6 @@ class ResponderProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.address is None:
             return  # rejected over the limit and closing
-        if not self.buffer and not self.busy and not self.writing_paused:
-            simple = http.SIMPLE_CHALLENGE_GET(data)
-            if simple is not None:
-                now = self.loop.time()
-                payload = self.responder.cached_challenge(simple[1], simple[2], now)
-                if payload is not None:
-                    self.transport.write(payload)  # type: ignore[union-attr]
-                    if self.writing_paused:
-                        self.transport.pause_reading()  # type: ignore[union-attr]
-                    self.deadline = now + self.idle_timeout
-                    self.idle = True
-                    return
         if self.idle and not self.buffer and not self.busy:
             # The first byte of a request starts its head timeout.
             self._set_deadline(self.head_timeout, idle=False)

@@ -1,32 +1,20 @@
-"""The responder's connection to Redis: pipelined lookups and a client-side cache.
+"""The responder's connection to Redis: pipelined lookups.
 
 One connection per responder process carries the GETs of all its HTTP requests.
 Lookups made during one pass of the event loop go out in one write, and the replies
 are matched to them in order (Redis replies to the commands of a connection in the
 order it received them). A lookup ends in a callback; no Task is created per request.
 
-Values are kept in a TrackedCache. Redis keeps it correct through client-side
-caching in broadcasting mode (CLIENT TRACKING ON BCAST, Redis 6 or later): after any
-write to a key under the tracked prefixes, Redis sends an invalidation push on the
-same connection, and the entry is dropped. Because pushes and replies share the
-connection, a push that follows a write always arrives after the reply of any GET
-that ran before that write, so the cache never keeps a value older than the last
-invalidation it has read. Absent keys are cached too (as None), so a token that a
-worker writes after a lookup found nothing is served once the push has been read.
+Every response is built from a GET sent after its request arrived, so a token
+whose write Redis has acknowledged is served at once, and a deleted one is not
+served again. Requests for the same key in one pass share a GET that is not sent
+yet; a request never joins a GET already sent, whose reply may predate a write.
+Values are not cached in the process: a cache kept fresh by CLIENT TRACKING
+invalidations cannot promise this, because the invalidation and the writer's
+acknowledgement travel on different connections (under load, stale answers were
+measured right after acknowledged writes).
 
-Every response from the cache first reads what the Redis socket has already received
-(RedisLink.read_pending). The event loop alone would not guarantee that order: epoll
-may report an HTTP connection that was active a moment ago before the Redis socket,
-even when the invalidation reached the machine first. So once a writer has seen its
-write acknowledged, any request it causes afterwards gets the new value, provided
-Redis sent the invalidation before or together with the acknowledgement. Redis does:
-before each sleep, its event loop queues the broadcast invalidations
-(trackingBroadcastInvalidationMessages in server.c) and only then writes the
-pending replies, the writer's acknowledgement among them.
-
-When the connection is lost, pending lookups fail and the cache is emptied, because
-invalidations may have been lost with it. Cached entries also expire with their
-key's TTL (read with PTTL), even if Redis deletes the expired key later.
+When the connection is lost, pending lookups fail, and the link reconnects.
 """
 
 from __future__ import annotations
@@ -34,14 +22,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import fcntl
 import logging
 import math
 import socket
 import ssl
-import termios
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from redis.connection import SSLConnection, parse_url
 
@@ -62,7 +48,6 @@ RECONNECT_MAX_DELAY_SECONDS = 2.0
 FAILURE_LOG_INTERVAL_SECONDS = 10.0
 RECEIVE_BYTES = 262144
 CLIENT_NAME = "certsvc-responder"
-_NOTHING_WAITING = bytes(4)  # FIONREAD's int result of 0
 
 
 async def _ready(add: Callable, remove: Callable, fd: int) -> None:
@@ -125,45 +110,16 @@ class RedisTarget:
         return f"{'rediss' if self.tls else 'redis'}://{self.host}:{self.port}/{self.db}"
 
 
-class TrackedCache:
-    """Decoded values of Redis keys, each with the time (loop clock) it expires at.
-
-    Entries leave in insertion order once max_entries is reached. Only RedisLink
-    fills it, and only while the connection's invalidations are being received.
-    """
-
-    def __init__(self, max_entries: int, max_value_bytes: int) -> None:
-        self.max_entries = max_entries
-        self.max_value_bytes = max_value_bytes
-        self.entries: collections.OrderedDict[bytes, tuple[object, float]] = \
-            collections.OrderedDict()
-
-    def put(self, key: bytes, value: object, expires_at: float) -> None:
-        if len(self.entries) >= self.max_entries:
-            self.entries.popitem(last=False)
-        self.entries[key] = (value, expires_at)
-
-    def invalidate(self, keys: Iterable[bytes]) -> None:
-        for key in keys:
-            self.entries.pop(key, None)
-
-    def clear(self) -> None:
-        self.entries.clear()
-
-
 class _Lookup:
-    """A GET and PTTL of one key in flight, and the callbacks waiting for its value."""
+    """A GET of one key in flight, and the callbacks waiting for its value."""
 
     __slots__ = (
         "callbacks",
         "connection",
         "decode",
         "done",
-        "has_value",
         "key",
         "result",
-        "sent_at",
-        "value",
     )
 
     def __init__(self, connection: _Connection, key: bytes,
@@ -173,19 +129,11 @@ class _Lookup:
         self.key = key
         self.decode = decode
         self.callbacks = [callback]
-        self.value: object = None
-        self.has_value = False
         self.done = False
         self.result: object = None
-        """The decoded value or a RedisUnavailable, set when the PTTL reply arrives."""
-        self.sent_at = connection.loop.time()
-        """Loop time before the PTTL ran, so an entry expires no later than its key."""
+        """The decoded value or a RedisUnavailable, set when the reply arrives."""
 
     def reply(self, reply: object) -> None:
-        if not self.has_value:
-            self.value = reply
-            self.has_value = True
-            return
         self.connection.finish_lookup(self, reply)
         self.connection.finished.append(self)
 
@@ -216,8 +164,8 @@ class _Connection:
     """One connection to Redis over a non-blocking socket: commands written in
     batches, replies matched in order.
 
-    It reads through loop.add_reader rather than an asyncio transport, so that
-    read_pending() can take in, at any moment, what the kernel has already received.
+    It reads and writes the socket directly from loop callbacks, without an asyncio
+    transport or a Task per command.
     """
 
     def __init__(self, link: RedisLink, sock: socket.socket) -> None:
@@ -233,34 +181,17 @@ class _Connection:
         self.unsent = bytearray()
         """Bytes the socket did not accept yet, sent when it is writable again."""
         self.expected: collections.deque[_Lookup | _CommandReply] = collections.deque()
-        self.in_flight: dict[bytes, _Lookup] = {}
-        self.invalidated_in_flight: set[bytes] = set()
-        """Keys invalidated while their lookup was in flight: their values are not cached."""
+        self.unsent_lookups: dict[bytes, _Lookup] = {}
+        """Lookups in output, not written yet, by key: later requests of the pass join them."""
         self.finished: list[_Lookup] = []
-        """Lookups whose replies data_received has parsed, to notify once it has parsed
-        everything it read. A callback may respond from the cache and so call
-        read_pending, which must not find a half-parsed buffer or miss an invalidation
-        that comes later in it."""
+        """Lookups whose replies data_received has parsed, notified once it has parsed
+        everything it read, so that no callback runs on a half-parsed buffer."""
         self.replies = 0
-        self.caching = False
         self.closed = self.loop.create_future()
         self.lost_error: RedisUnavailable | None = None
-        self.plain = not isinstance(sock, ssl.SSLSocket)
-        """Whether the socket is without TLS, whose buffered bytes the kernel cannot count."""
-        self.waiting_bytes = bytearray(_NOTHING_WAITING)
         self.loop.add_reader(self.fd, self.read)
 
     # Reading
-
-    def read_pending(self) -> None:
-        """Read and handle everything the socket has received so far, without waiting."""
-        if self.plain:
-            # Asking the kernel how many bytes wait costs half of a recv that fails
-            # with EAGAIN, and this runs before every response from the cache.
-            fcntl.ioctl(self.fd, termios.FIONREAD, self.waiting_bytes)
-            if self.waiting_bytes == _NOTHING_WAITING:
-                return
-        self.read()
 
     def read(self) -> None:
         while self.open:
@@ -290,8 +221,7 @@ class _Connection:
                     break
                 position = position_after
                 if type(reply) is Push:
-                    self.link.push_received(self, reply)
-                    continue
+                    continue  # no command of the link subscribes to pushes
                 self.replies += 1
                 self.expected.popleft().reply(reply)
         except (ProtocolError, ValueError, IndexError) as error:
@@ -320,7 +250,7 @@ class _Connection:
         for lookup in finished:
             self.link.notify(lookup.callbacks, lookup.result)
         expected, self.expected = self.expected, collections.deque()
-        self.in_flight.clear()
+        self.unsent_lookups.clear()
         for entry in expected:
             entry.fail(lost)
         if not self.closed.done():
@@ -337,70 +267,39 @@ class _Connection:
 
     def lookup(self, key: bytes, decode: Callable[[bytes | None], object],
                callback: Callable[[object], None]) -> None:
-        waiting = self.in_flight.get(key)
+        waiting = self.unsent_lookups.get(key)
         if waiting is not None:
             waiting.callbacks.append(callback)
             return
         lookup = _Lookup(self, key, decode, callback)
-        self.in_flight[key] = lookup
-        self.expected.append(lookup)  # the GET's reply
-        self.expected.append(lookup)  # the PTTL's reply
-        self.output += b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n*2\r\n$4\r\nPTTL\r\n$%d\r\n%b\r\n" % (
-            len(key), key, len(key), key)
+        self.unsent_lookups[key] = lookup
+        self.expected.append(lookup)
+        self.output += b"*2\r\n$3\r\nGET\r\n$%d\r\n%b\r\n" % (len(key), key)
         if not self.flush_scheduled:
             self.flush_scheduled = True
             self.loop.call_soon(self.flush)
 
-    def finish_lookup(self, lookup: _Lookup, ttl_reply: object) -> None:
-        key = lookup.key
+    def finish_lookup(self, lookup: _Lookup, reply: object) -> None:
         lookup.done = True
-        del self.in_flight[key]
-        invalidated = False
-        if key in self.invalidated_in_flight:
-            self.invalidated_in_flight.discard(key)
-            invalidated = True
-        value = lookup.value
-        for reply in (value, ttl_reply):
-            if isinstance(reply, ReplyError):
-                logger.warning("redis lookup failed key=%r: %s", key[:100], reply.message)
-                lookup.result = RedisUnavailable(reply.message)
-                return
+        if isinstance(reply, ReplyError):
+            logger.warning("redis lookup failed key=%r: %s", lookup.key[:100], reply.message)
+            lookup.result = RedisUnavailable(reply.message)
+            return
         try:
-            decoded = lookup.decode(value)  # type: ignore[arg-type]
+            lookup.result = lookup.decode(reply)  # type: ignore[arg-type]
         except Exception as error:  # a bad value must not break the connection
-            logger.exception("cannot decode the value of key=%r", key[:100])
+            logger.exception("cannot decode the value of key=%r", lookup.key[:100])
             lookup.result = RedisUnavailable(f"cannot decode a value: {error}")
-            return
-        # PTTL is -2 for a missing key and -1 for a key without expiry. A value together
-        # with -2 (or None with a TTL) means the key changed between the two commands.
-        consistent = (value is None) == (ttl_reply == -2)
-        if self.caching and consistent and not invalidated and len(value or b"") <= \
-                self.link.cache.max_value_bytes:
-            ttl = int(ttl_reply)  # type: ignore[call-overload]
-            expires_at = lookup.sent_at + ttl / 1000 if ttl >= 0 else math.inf
-            self.link.cache.put(key, decoded, expires_at)
-        lookup.result = decoded
-
-    def invalidate(self, keys: list[bytes] | None) -> None:
-        """Drop the keys (all keys when None) from the cache and keep in-flight values
-        of them out of it."""
-        cache = self.link.cache
-        if keys is None:
-            cache.clear()
-            self.invalidated_in_flight.update(self.in_flight)
-            return
-        cache.invalidate(keys)
-        for key in keys:
-            if key in self.in_flight:
-                self.invalidated_in_flight.add(key)
 
     def write(self, data: bytes) -> None:
+        # Lookups already in output go first, so that replies stay in order.
         if self.output:
             self.flush()
         self._send(data)
 
     def flush(self) -> None:
         self.flush_scheduled = False
+        self.unsent_lookups.clear()
         if self.output:
             data = bytes(self.output)
             self.output.clear()
@@ -440,20 +339,16 @@ class _Connection:
 
 
 class RedisLink:
-    """Lookups of Redis keys for one responder process, cached while Redis tracks them.
+    """Lookups of Redis keys for one responder process.
 
-    cached() returns a value from the cache, and lookup() sends a GET and
-    calls back later with the decoded value or a RedisUnavailable. Each key must
-    always be looked up with the same decode function, because the cache stores what
-    it returns.
+    lookup() sends a GET and calls back later with the decoded value or a
+    RedisUnavailable. Requests that share a GET share its decoded value, so each key
+    must always be looked up with the same decode function.
     """
 
-    def __init__(self, target: RedisTarget, tracked_prefixes: list[bytes], *, timeout: float,
-                 cache: TrackedCache) -> None:
+    def __init__(self, target: RedisTarget, *, timeout: float) -> None:
         self.target = target
-        self.tracked_prefixes = tracked_prefixes
         self.timeout = timeout
-        self.cache = cache
         self.connection: _Connection | None = None
         """The connection lookups go to, once it is ready (handshake done)."""
         self.connecting = True
@@ -483,26 +378,6 @@ class RedisLink:
             self.connection.abort()
         self._fail_queued(RedisUnavailable("the responder is stopping"))
 
-    def read_pending(self) -> None:
-        """Take in what Redis has sent so far, invalidations included. Called before
-        each response from the cache, so that a write whose invalidation has reached
-        this machine is never followed by the old value (see the module's docstring)."""
-        connection = self.connection
-        if connection is not None:
-            connection.read_pending()
-
-    def cached(self, key: bytes, now: float, missing: object) -> object:
-        """Return the cached value of key, or missing when it is not cached or expired."""
-        self.read_pending()
-        entry = self.cache.entries.get(key)
-        if entry is None:
-            return missing
-        value, expires_at = entry
-        if expires_at <= now:
-            self.cache.entries.pop(key, None)
-            return missing
-        return value
-
     def lookup(self, key: bytes, decode: Callable[[bytes | None], object],
                callback: Callable[[object], None]) -> None:
         """Fetch key from Redis and call callback with decode(value), or with a
@@ -522,13 +397,7 @@ class RedisLink:
             except Exception:  # one failed request must not keep the others waiting
                 logger.exception("sending a response after a redis lookup failed")
 
-    def push_received(self, connection: _Connection, push: Push) -> None:
-        if len(push) >= 2 and push[0] in (b"invalidate", "invalidate"):
-            connection.invalidate(push[1])  # type: ignore[arg-type]
-
     def connection_lost(self, connection: _Connection) -> None:
-        # Invalidations sent while the connection was down never arrive.
-        self.cache.clear()
         if self.connection is not connection:
             return  # lost during its handshake; _maintain reports the failure
         self.connection = None
@@ -573,8 +442,7 @@ class RedisLink:
             raise
         if not connection.open:
             raise connection.lost_error or RedisUnavailable("connection closed in the handshake")
-        logger.info("connected to redis address=%s client_side_cache=%s",
-                    self.target.describe(), "on" if connection.caching else "off")
+        logger.info("connected to redis address=%s", self.target.describe())
         return connection
 
     async def _open_socket(self) -> socket.socket:
@@ -628,37 +496,22 @@ class RedisLink:
             raise
 
     async def _handshake(self, connection: _Connection) -> None:
-        """Select RESP3, authenticate, select the database and turn on tracking."""
+        """Select RESP3 where Redis has it (6 or later), authenticate and select the database."""
         target = self.target
         authentication: list[str] = []
         if target.password is not None:
             authentication = ["AUTH", target.username or "default", target.password]
         hello = await self._reply(connection.command("HELLO", "3", *authentication, "SETNAME",
                                                      CLIENT_NAME))
-        resp3 = True
         if isinstance(hello, ReplyError):
             if not hello.message.startswith(("NOPROTO", "ERR unknown command")):
                 raise RedisUnavailable(f"HELLO failed: {hello.message}")
-            # Redis before 6 speaks RESP2 only and has no client-side caching.
-            resp3 = False
+            # Redis before 6 has no HELLO and speaks RESP2 only, which the parser reads too.
             if target.password is not None:
                 auth_arguments = ([target.username] if target.username else []) + [target.password]
                 await self._expect_ok(connection, "AUTH", *auth_arguments)
         if target.db:
             await self._expect_ok(connection, "SELECT", target.db)
-        if not resp3:
-            logger.warning("redis at %s does not speak RESP3 (Redis 6 or later); serving "
-                           "without the client-side cache", target.describe())
-            return
-        arguments: list[bytes | str] = ["CLIENT", "TRACKING", "ON", "BCAST"]
-        for prefix in self.tracked_prefixes:
-            arguments += ["PREFIX", prefix]
-        tracking = await self._reply(connection.command(*arguments))
-        if isinstance(tracking, ReplyError):
-            logger.warning("CLIENT TRACKING failed at %s, serving without the client-side "
-                           "cache: %s", target.describe(), tracking.message)
-            return
-        connection.caching = True
 
     async def _expect_ok(self, connection: _Connection, *arguments: str | int) -> None:
         reply = await self._reply(connection.command(*arguments))

@@ -31,7 +31,6 @@ UNAVAILABLE = http.CannedResponse(503, b"temporarily unavailable\n", (("Retry-Af
 # whether the connection stays open after them.
 Response = tuple[bytes, bool]
 ResponseCallback = Callable[[bytes, bool], None]
-_NOT_CACHED = object()
 
 
 class Http01Entry:
@@ -67,40 +66,16 @@ def decode_force_https(value: bytes | None) -> bool:
 
 
 class Responder:
-    """The router of parsed requests: responses from the link's cache or after a Redis lookup."""
+    """The router of parsed requests: each response is built after a Redis lookup."""
 
     def __init__(self, link: RedisLink, keys: RedisKeys) -> None:
         self.link = link
-        self.cache_entries = link.cache.entries
-        self.read_pending = link.read_pending
         self.loop = asyncio.get_running_loop()
         self.http01_prefix = keys.http01("").encode()
         self.self_check_prefix = keys.self_check_body("").encode()
         self.force_https_prefix = keys.force_https("").encode()
         self._failures = 0
         self._last_failure_log = -math.inf
-
-    @staticmethod
-    def tracked_prefixes(keys: RedisKeys) -> list[bytes]:
-        """Return the key prefixes the responder reads, for the link's cache tracking."""
-        return [keys.http01("").encode(), keys.self_check_body("").encode(),
-                keys.force_https("").encode()]
-
-    def cached_challenge(self, token: bytes, host: bytes, now: float) -> bytes | None:
-        """Return the response to a keep-alive GET of token for host when the cache
-        alone contains what it needs, else None (the request then goes through respond)."""
-        self.read_pending()
-        entry = self.cache_entries.get(self.http01_prefix + token)
-        if entry is None:
-            return None
-        value, expires_at = entry
-        if expires_at <= now:
-            return None
-        if value is None:
-            return NOT_FOUND.keep_alive
-        if value.hostname != host.rstrip(b"."):  # type: ignore[attr-defined]
-            return None  # respond() logs the mismatch and returns 404
-        return value.response  # type: ignore[attr-defined]
 
     def respond(self, request: http.Request, done: ResponseCallback) -> Response | None:
         """Return the response to request, or None when it waits for Redis. In that case
@@ -132,10 +107,6 @@ class Responder:
     def _lookup(self, key: bytes, decode: Callable[[bytes | None], object],
                 build: Callable[[http.Request, object], Response], request: http.Request,
                 done: ResponseCallback) -> Response | None:
-        value = self.link.cached(key, self.loop.time(), _NOT_CACHED)
-        if value is not _NOT_CACHED:
-            return build(request, value)
-
         def finish(result: object) -> None:
             if isinstance(result, RedisUnavailable):
                 done(*self._unavailable(request, result))

@@ -3,7 +3,7 @@
 It imports nothing of the api or the worker and reads Redis only, so it starts fast
 and keeps serving the CA while everything else restarts. This module owns the
 listening sockets and the processes; protocol.py reads requests and writes responses,
-routing.py maps them to Redis keys and redis_link.py fetches and caches those keys.
+routing.py maps them to Redis keys and redis_link.py fetches those keys.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from service.config import ConfigError, Settings
 from service.redis_keys import RedisKeys
 from service.responder.limits import ConnectionLimits
 from service.responder.protocol import ResponderProtocol
-from service.responder.redis_link import RedisLink, RedisTarget, TrackedCache
+from service.responder.redis_link import RedisLink, RedisTarget
 from service.responder.routing import Responder
 
 logger = logging.getLogger(__name__)
@@ -27,11 +27,6 @@ logger = logging.getLogger(__name__)
 # Sized for bursts: the CA sends several requests per challenge at once.
 LISTEN_BACKLOG = 4096
 REDIS_TIMEOUT_SECONDS = 2.0
-# An entry is useful while its challenge is validated, seconds to minutes after the
-# worker writes it, so this is the number of validations one process serves from
-# memory at a time. Larger values (big self-check bodies) are fetched every time.
-CACHE_MAX_ENTRIES = 20_000
-CACHE_MAX_VALUE_BYTES = 1024
 
 
 def _listening_socket(address: str, reuse_port: bool) -> socket.socket:
@@ -58,9 +53,7 @@ async def serve_socket(settings: Settings, sock: socket.socket,
                        stop: asyncio.Event | None = None) -> None:
     """Serve on an already listening socket until stop is set (or forever)."""
     keys = RedisKeys(settings.redis_prefix)
-    link = RedisLink(RedisTarget.from_url(settings.redis_url), Responder.tracked_prefixes(keys),
-                     timeout=REDIS_TIMEOUT_SECONDS,
-                     cache=TrackedCache(CACHE_MAX_ENTRIES, CACHE_MAX_VALUE_BYTES))
+    link = RedisLink(RedisTarget.from_url(settings.redis_url), timeout=REDIS_TIMEOUT_SECONDS)
     link.start()
     responder = Responder(link, keys)
     limits = ConnectionLimits(settings.responder_max_connections,

@@ -1,8 +1,6 @@
-"""The responder's token cache over real HTTP, with a redis-server of the test's own
-that the tests may stop, freeze and restart.
-
-Requests go out in the exact form http.SIMPLE_CHALLENGE_GET matches, on kept-alive
-connections, so they take the responder's cached path.
+"""Fresh responses from the responder over real HTTP, right after writes, under
+concurrency and across Redis outages, with a redis-server of the test's own that the
+tests may stop, freeze and restart. Requests go out on kept-alive connections.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ from devtools.pebble import free_port
 from devtools.private_servers import PrivateRedis
 from service.redis_keys import RedisKeys, http01_value
 
-HOST = "cache.example.com"
+HOST = "fresh.example.com"
 
 
 class KeptAliveClient:
@@ -77,7 +75,7 @@ def responder_on(processes: stack.Processes) -> Iterator[Callable[[PrivateRedis]
 
     def start(server: PrivateRedis) -> int:
         port = free_port()
-        name = f"responder-cache-{port}"
+        name = f"responder-fresh-{port}"
         process = processes.start(name, "responder", extra_env={
             "CERTSVC_REDIS_URL": server.url, "CERTSVC_RESPONDER_ADDRESS": f"127.0.0.1:{port}"})
         stack.wait_for_port("127.0.0.1", port, process=process)
@@ -93,7 +91,8 @@ def _publish(client: redis.Redis, keys: RedisKeys, token: str | None = None,
              host: str = HOST) -> tuple[str, str]:
     token = token or secrets.token_urlsafe(32)
     key_authorization = f"{token}.{secrets.token_urlsafe(32)}"
-    leak_scan.watch("key authorization published by the responder cache tests", key_authorization)
+    leak_scan.watch("key authorization published by the responder freshness tests",
+                    key_authorization)
     client.set(keys.http01(token), http01_value(host, key_authorization), ex=600)
     return token, key_authorization
 
@@ -199,8 +198,7 @@ def test_concurrent_clients_get_own_tokens(private_redis, responder_on, redis_pr
         client.close()
         return wrong
 
-    # The first requests of every token miss the cache, so 40 connections wait for
-    # pipelined Redis replies at the same time.
+    # 40 connections wait for pipelined Redis replies at the same time.
     with concurrent.futures.ThreadPoolExecutor(len(shares)) as pool:
         wrong = [line for found in pool.map(fetch, shares) for line in found]
 
@@ -232,7 +230,7 @@ def test_redis_restart_503_then_recovers(private_redis, responder_on, redis_pref
     assert down_status == 503
     assert down_headers["retry-after"] == "1"
     assert down_headers["connection"] == "close"
-    # Served from the cache after the restart, the old token would have given 200.
+    # A value kept from before the restart would have given 200.
     assert after_restart == 404
     assert republished == 200
 
@@ -260,3 +258,34 @@ def test_frozen_redis_503_then_recovers(private_redis, responder_on, redis_prefi
     assert waited < 6
     assert recovered[0] == 200
     assert recovered[2] == key_authorization.encode()
+
+
+def test_acknowledged_writes_seen_under_load(private_redis, responder_on, redis_prefix) -> None:
+    """32 clients each write, overwrite and delete their own tokens and request them
+    right after Redis acknowledges each write: every answer matches the write."""
+    port = responder_on(private_redis)
+    keys = RedisKeys(redis_prefix)
+
+    def cycle(rounds: int) -> list[str]:
+        wrong = []
+        writer = redis.Redis.from_url(private_redis.url)
+        client = KeptAliveClient(port)
+        for _ in range(rounds):
+            token = secrets.token_urlsafe(32)
+            if client.get_token(token)[0] != 404:
+                wrong.append(f"{token}: not 404 before the write")
+            _, key_authorization = _publish(writer, keys, token)
+            status, _, body = client.get_token(token)
+            if (status, body) != (200, key_authorization.encode()):
+                wrong.append(f"{token}: {status} right after the write")
+            writer.delete(keys.http01(token))
+            if client.get_token(token)[0] != 404:
+                wrong.append(f"{token}: served right after the delete")
+        client.close()
+        writer.close()
+        return wrong
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        wrong = [line for found in pool.map(cycle, [40] * 32) for line in found]
+
+    assert wrong == []
