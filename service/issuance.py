@@ -101,31 +101,34 @@ def queue_issuance(backends: Backends, domain_id: uuid.UUID, message: str, *,
 
 
 def create_issuances(backends: Backends, queue: rq.Queue,
-                     requests: Sequence[tuple[uuid.UUID, str]]) -> list[IssuanceRecord]:
-    """Create QUEUED issuances for several domains in one transaction; return those created.
+                     requests: Sequence[tuple[uuid.UUID, uuid.UUID, str]]) -> list[IssuanceRecord]:
+    """Create QUEUED renewals of several domains in one transaction; return those created.
 
-    requests contains (domain id, ISSUANCE_QUEUED event message) pairs. Domains with an
-    issuance in flight, and removed ones, get none. Events and domain statuses are
+    requests contains (domain id, id of the certificate to replace, ISSUANCE_QUEUED event
+    message) triples. Domains with an issuance in flight, removed ones, and those no
+    longer served by that certificate (renewed or replaced since) get none. Events and domain statuses are
     written as queue_issuance writes them. Each row names its job in queue, so the
     lost-job recovery finds a row whose job the caller did not enqueue after the commit.
     A domain removed during the transaction fails it with ForeignKeyViolation, and the
     transaction runs once more without that domain.
     """
-    messages = dict(requests)
     try:
-        return _write_issuances(backends, queue, messages)
+        return _write_issuances(backends, queue, requests)
     except psycopg.errors.ForeignKeyViolation:
         logger.info("a domain was removed while its issuance was written, so the %d "
-                    "issuances are written again", len(messages))
-        return _write_issuances(backends, queue, messages)
+                    "issuances are written again", len(requests))
+        return _write_issuances(backends, queue, requests)
 
 
 def _write_issuances(backends: Backends, queue: rq.Queue,
-                     messages: dict[uuid.UUID, str]) -> list[IssuanceRecord]:
+                     requests: Sequence[tuple[uuid.UUID, uuid.UUID, str]]
+                     ) -> list[IssuanceRecord]:
+    messages = {domain_id: message for domain_id, _, message in requests}
     new_issuances = []
-    for domain_id in messages:
+    for domain_id, certificate_id, _ in requests:
         issuance_id = uuid.uuid4()
-        new_issuances.append((issuance_id, domain_id, new_job_id(queue, issuance_id)))
+        new_issuances.append((issuance_id, domain_id, certificate_id,
+                              new_job_id(queue, issuance_id)))
     with backends.database.transaction() as connection:
         created = issuance_rows.create_many_in_flight(connection, new_issuances)
         event_rows.add_events(connection, EventType.ISSUANCE_QUEUED,

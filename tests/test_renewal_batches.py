@@ -254,7 +254,44 @@ def test_removed_domain_gets_no_issuance(make_context) -> None:
     queue = context.backends.issuance_queue()
 
     created = issuance_service.create_issuances(
-        context.backends, queue, [(kept, "renewal started"), (removed, "renewal started")])
+        context.backends, queue, [(kept, _serving_certificate(context, kept), "renewal started"),
+                                  (removed, uuid.uuid4(), "renewal started")])
 
     assert [issuance.domain_id for issuance in created] == [kept]
     assert created[0].job_id.startswith(f"{queue.name}-{created[0].id}-")
+
+
+def test_renewed_since_due_gets_no_issuance(make_context) -> None:
+    """A domain whose certificate was replaced after the sweep found the old one due
+    gets no renewal from that stale row."""
+    context = make_context()
+    renewed = _add_domain(context, renew_in=datetime.timedelta(minutes=-1))
+    due_certificate = _serving_certificate(context, renewed)
+    with context.backends.database.transaction() as connection:
+        connection.execute(
+            """
+            INSERT INTO certificates (domain_id, source, hostnames, chain_pem,
+                private_key_sealed, key_type, not_before, not_after, renew_after, issuer,
+                serial_number, sha256_fingerprint)
+            SELECT domain_id, source, hostnames, chain_pem, private_key_sealed, key_type,
+                   now(), now() + interval '90 days', now() + interval '60 days', issuer,
+                   serial_number || '-renewed', sha256_fingerprint
+            FROM certificates WHERE id = %s
+            """, (due_certificate,))
+        connection.execute(
+            "UPDATE domains SET certificate_id = (SELECT id FROM certificates "
+            "WHERE domain_id = %s ORDER BY not_before DESC LIMIT 1) WHERE id = %s",
+            (renewed, renewed))
+    queue = context.backends.issuance_queue()
+
+    created = issuance_service.create_issuances(
+        context.backends, queue, [(renewed, due_certificate, "renewal started")])
+
+    assert created == []
+    assert _serving_certificate(context, renewed) != due_certificate
+
+
+def _serving_certificate(context: SchedulerContext, domain_id: uuid.UUID) -> uuid.UUID:
+    with context.backends.database.transaction() as connection:
+        return connection.execute("SELECT certificate_id FROM domains WHERE id = %s",
+                                  (domain_id,)).fetchone()[0]

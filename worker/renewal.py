@@ -57,8 +57,8 @@ def renew_due_certificates(context: SchedulerContext) -> int:
             # Write no rows while the queue is unreachable.
             with redis_unavailable_as_error("queueing renewals"):
                 backends.redis.ping()
-            requests = [(certificate.domain_id, _renewal_message(certificate))
-                        for certificate in due]
+            requests = [(certificate.domain_id, certificate.certificate_id,
+                         _renewal_message(certificate)) for certificate in due]
             created = issuance.create_issuances(backends, queue, requests)
             if previous is not None:
                 queued += _finish(previous)

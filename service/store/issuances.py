@@ -48,28 +48,31 @@ def create_or_get_in_flight(connection: psycopg.Connection, domain_id: uuid.UUID
 
 
 def create_many_in_flight(connection: psycopg.Connection,
-                          new_issuances: Sequence[tuple[uuid.UUID, uuid.UUID, str]]
+                          new_issuances: Sequence[tuple[uuid.UUID, uuid.UUID, uuid.UUID, str]]
                           ) -> list[IssuanceRecord]:
     """Create QUEUED issuances in one statement; return those created, in no given order.
 
-    new_issuances contains (issuance id, domain id, job id) triples. A domain that has an
-    issuance in flight, or that no longer exists, gets none. A domain removed while the
+    new_issuances contains (issuance id, domain id, serving certificate id, job id)
+    tuples. A domain that has an issuance in flight, that no longer exists, or whose
+    serving certificate is no longer the given one, gets none. A domain removed while the
     statement runs raises ForeignKeyViolation, as in create_or_get_in_flight.
     """
-    issuance_ids = [issuance_id for issuance_id, _, _ in new_issuances]
-    domain_ids = [domain_id for _, domain_id, _ in new_issuances]
-    job_ids = [job_id for _, _, job_id in new_issuances]
+    issuance_ids = [issuance_id for issuance_id, _, _, _ in new_issuances]
+    domain_ids = [domain_id for _, domain_id, _, _ in new_issuances]
+    certificate_ids = [certificate_id for _, _, certificate_id, _ in new_issuances]
+    job_ids = [job_id for _, _, _, job_id in new_issuances]
     with connection.cursor(row_factory=class_row(IssuanceRecord)) as cursor:
         return cursor.execute(
             f"""
             INSERT INTO issuances (id, domain_id, hostname, job_id)
             SELECT batch.id, d.id, d.hostname, batch.job_id
-            FROM unnest(%s::uuid[], %s::uuid[], %s::text[]) AS batch (id, domain_id, job_id)
-            JOIN domains d ON d.id = batch.domain_id
+            FROM unnest(%s::uuid[], %s::uuid[], %s::uuid[], %s::text[])
+                AS batch (id, domain_id, certificate_id, job_id)
+            JOIN domains d ON d.id = batch.domain_id AND d.certificate_id = batch.certificate_id
             ON CONFLICT (domain_id) WHERE state NOT IN ('SUCCEEDED', 'FAILED') DO NOTHING
             RETURNING {_COLUMNS}
             """,
-            (issuance_ids, domain_ids, job_ids),
+            (issuance_ids, domain_ids, certificate_ids, job_ids),
         ).fetchall()
 
 
