@@ -19,7 +19,7 @@ from service.certificate_cache import CachedCertificate, CertificateCache
 from service.certificates import certificate_warnings, warnings_change_at
 from service.errors import NotFound, PermissionDenied
 from service.grpc_gen.certsvc.v1 import certsvc_pb2 as pb
-from service.store.certificate_changes import CertificateChangeListener
+from service.store.certificate_changes import RECONNECT_DELAY_SECONDS, CertificateChangeListener
 from service.store.records import CertificateRecord
 from service.validation.hostname import normalize_hostname
 
@@ -214,6 +214,31 @@ def changes(database_url: str):
     assert listening.get(timeout=10) is True
     yield reported
     listener.stop()
+
+
+def test_listener_backoff_restarts_after_reconnect(database_url: str) -> None:
+    """Each interruption of a connection that worked is retried after the first delay,
+    however many interruptions came before it."""
+    listening: queue.Queue[bool] = queue.Queue()
+    listener = CertificateChangeListener(database_url, lambda payload: None, listening.put)
+    listener.start()
+    gaps = []
+    try:
+        assert listening.get(timeout=10) is True
+        for _ in range(3):
+            with psycopg.connect(database_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'certsvc-certificate-changes' "
+                    "AND datname = current_database()")
+            assert listening.get(timeout=10) is False
+            interrupted = time.monotonic()
+            assert listening.get(timeout=40) is True
+            gaps.append(time.monotonic() - interrupted)
+    finally:
+        listener.stop()
+
+    assert max(gaps) < 2 * RECONNECT_DELAY_SECONDS + 0.5, gaps
 
 
 def _insert_domain_with_certificate(connection: psycopg.Connection,

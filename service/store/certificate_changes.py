@@ -40,6 +40,8 @@ class CertificateChangeListener:
         self._on_change = on_change
         self._on_listening = on_listening
         self._stopping = threading.Event()
+        self._listened = False
+        """Whether the current connection got as far as LISTEN."""
         self._thread = threading.Thread(target=self._run, name="certificate-changes",
                                         daemon=True)
 
@@ -53,10 +55,14 @@ class CertificateChangeListener:
     def _run(self) -> None:
         delay = RECONNECT_DELAY_SECONDS
         while not self._stopping.is_set():
+            self._listened = False
             try:
                 self._listen()
-                delay = RECONNECT_DELAY_SECONDS
             except psycopg.Error as error:
+                if self._listened:
+                    # The connection worked until now, so this is a new interruption,
+                    # not the same outage: start the backoff again.
+                    delay = RECONNECT_DELAY_SECONDS
                 logger.warning("certificate change notifications interrupted, reconnecting in "
                                "%.0f s: %s", delay, error)
             finally:
@@ -72,6 +78,7 @@ class CertificateChangeListener:
                              keepalives=1, keepalives_idle=20, keepalives_interval=10,
                              keepalives_count=3) as connection:
             connection.execute(f"LISTEN {CHANNEL}")
+            self._listened = True
             self._on_listening(True)
             logger.info("listening for certificate changes channel=%s", CHANNEL)
             while not self._stopping.is_set():
