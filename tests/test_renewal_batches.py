@@ -24,7 +24,7 @@ from service.backends import Backends
 from service.config import Settings
 from service.errors import Unavailable
 from service.store.migrate import migrate
-from worker import renewal
+from worker import recovery, renewal
 from worker.recovery import recover_lost_issuances
 from worker.renewal import renew_due_certificates
 from worker.scheduler import SchedulerContext
@@ -230,6 +230,33 @@ def test_crash_before_enqueue_recovered(make_context, monkeypatch) -> None:
     assert set(requeued) == set(written)
     assert set(queue.get_job_ids()) == {job_id for _, job_id in requeued.values()}
     assert renew_due_certificates(context) == len(due) - len(written)
+
+
+def test_lost_jobs_behind_queued_ones_recovered(make_context, monkeypatch) -> None:
+    """Renewals whose jobs were lost are queued again even when more than one page of
+    older issuances with healthy jobs comes before them."""
+    context = make_context()
+    for _ in range(5):
+        _add_domain(context, renew_in=datetime.timedelta(minutes=-1))
+    assert renew_due_certificates(context) == 5
+    with context.backends.database.transaction() as connection:
+        connection.execute("UPDATE issuances SET updated_at = now() - interval '2 minutes'")
+    lost = {_add_domain(context, renew_in=datetime.timedelta(minutes=-1)) for _ in range(2)}
+    monkeypatch.setattr(queueing, "enqueue_issuances", lambda queue, jobs: None)
+    assert renew_due_certificates(context) == 2
+    monkeypatch.undo()
+    with context.backends.database.transaction() as connection:
+        connection.execute("UPDATE issuances SET updated_at = now() - interval '1 minute' "
+                           "WHERE domain_id = ANY(%s)", (list(lost),))
+    monkeypatch.setattr(recovery, "BATCH_SIZE", 2)
+
+    recovered = recover_lost_issuances(context)
+
+    queued_jobs = set(context.backends.issuance_queue().get_job_ids())
+    assert recovered == 2
+    assert {job_id for domain_id, (_, job_id) in _queued_issuances(context).items()
+            if domain_id in lost} <= queued_jobs
+    assert len(queued_jobs) == 7
 
 
 def test_redis_error_leaves_rows_for_recovery(make_context, monkeypatch) -> None:

@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 RECENT_CHANGE_GRACE = datetime.timedelta(seconds=10)
 # A started job whose worker has not taken the domain lock after this long is dead.
 STARTED_JOB_GRACE = datetime.timedelta(seconds=60)
+# Unfinished issuances read per query; one run pages through all of them, so lost
+# jobs behind many healthy queued ones are found too.
 BATCH_SIZE = 500
 
 
@@ -49,26 +51,35 @@ def recover_lost_issuances(context: SchedulerContext) -> int:
     """Queue again every unfinished issuance whose job was lost; return how many."""
     backends = context.backends
     now = datetime.datetime.now(datetime.timezone.utc)
-    with backends.database.transaction() as connection:
-        candidates = issuance_rows.list_in_flight_unchanged_since(
-            connection, now - RECENT_CHANGE_GRACE, BATCH_SIZE)
+    candidates = _candidates(context, now, after=None)
     if not candidates:
         return 0
     live = read_live_jobs(backends.issuance_queue())
     recovered = 0
     with psycopg.connect(context.settings.database_url, autocommit=True, connect_timeout=5,
                          application_name="certsvc-recovery") as lock_connection:
-        for issuance in candidates:
-            if issuance.job_id in live.queued or issuance.job_id in live.scheduled:
-                continue
-            if _worker_holds(lock_connection, issuance):
-                continue
-            if (issuance.job_id in live.started and issuance.state == "QUEUED"
-                    and now - issuance.updated_at < STARTED_JOB_GRACE):
-                continue  # a worker dequeued it a moment ago and is about to lock
-            if _requeue(context, issuance, now):
-                recovered += 1
+        while candidates:
+            for issuance in candidates:
+                if issuance.job_id in live.queued or issuance.job_id in live.scheduled:
+                    continue
+                if _worker_holds(lock_connection, issuance):
+                    continue
+                if (issuance.job_id in live.started and issuance.state == "QUEUED"
+                        and now - issuance.updated_at < STARTED_JOB_GRACE):
+                    continue  # a worker dequeued it a moment ago and is about to lock
+                if _requeue(context, issuance, now):
+                    recovered += 1
+            if len(candidates) < BATCH_SIZE:
+                break
+            candidates = _candidates(context, now, after=candidates[-1])
     return recovered
+
+
+def _candidates(context: SchedulerContext, now: datetime.datetime,
+                after: IssuanceRecord | None) -> list[IssuanceRecord]:
+    with context.backends.database.transaction() as connection:
+        return issuance_rows.list_in_flight_unchanged_since(
+            connection, now - RECENT_CHANGE_GRACE, BATCH_SIZE, after)
 
 
 def read_live_jobs(queue) -> LiveJobs:

@@ -134,14 +134,21 @@ def get_order_key(connection: psycopg.Connection, issuance_id: uuid.UUID) -> byt
 
 
 def list_in_flight_unchanged_since(connection: psycopg.Connection, before: datetime.datetime,
-                                   limit: int) -> list[IssuanceRecord]:
-    """Return up to limit unfinished issuances not updated since before, oldest first."""
+                                   limit: int, after: IssuanceRecord | None = None
+                                   ) -> list[IssuanceRecord]:
+    """Return up to limit unfinished issuances not updated since before, oldest first.
+
+    With after, the list starts behind that issuance (by updated_at, then id), so a
+    caller pages through all of them.
+    """
+    after_key = (after.updated_at, after.id) if after is not None else (None, None)
     with connection.cursor(row_factory=class_row(IssuanceRecord)) as cursor:
         return cursor.execute(
             f"""
             SELECT {_COLUMNS} FROM issuances
             WHERE state NOT IN ('SUCCEEDED', 'FAILED') AND updated_at < %s
-            ORDER BY updated_at LIMIT %s
+              AND (%s::timestamptz IS NULL OR (updated_at, id) > (%s, %s::uuid))
+            ORDER BY updated_at, id LIMIT %s
             """,
-            (before, limit),
+            (before, after_key[0], after_key[0], after_key[1], limit),
         ).fetchall()
