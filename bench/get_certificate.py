@@ -163,8 +163,6 @@ def profile_api(target: str, scratch: ScratchStack, api_address: str, sizes: Siz
     """Run one more load of target on Zipf hostnames with py-spy sampling the api's
     thread that holds the GIL."""
     output = SCRATCH_ROOT / "profiles" / f"api-{target}.raw"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.unlink(missing_ok=True)
     recording = profiling.Recording(py_spy, api_pid, output, idle=False, gil=True,
                                     max_seconds=sizes.warmup_seconds + sizes.seconds + 120)
     try:

@@ -212,8 +212,6 @@ def _profile_worker(fleet: CertsvcFleet, sizes: Sizes, py_spy: Path, workdir: Pa
     hostnames = _hostnames("profile", sizes.profile_domains)
     fleet.add_domains(hostnames)
     output = SCRATCH_ROOT / "profiles" / "worker.raw"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.unlink(missing_ok=True)
     recording = profiling.Recording(py_spy, fleet.worker_pids()[0], output, idle=True,
                                     max_seconds=sizes.run_limit_seconds)
     try:

@@ -29,6 +29,9 @@ class Recording:
     def __init__(self, py_spy: Path, pid: int, output: Path, *, idle: bool,
                  max_seconds: float, gil: bool = False) -> None:
         self.output = output
+        # A file left by an earlier run would pass for this recording's output.
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.unlink(missing_ok=True)
         arguments = [str(py_spy), "record", "--pid", str(pid), "--format", "raw",
                      "--output", str(output), "--rate", str(SAMPLES_PER_SECOND),
                      "--duration", str(int(max_seconds)), "--nonblocking"]

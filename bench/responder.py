@@ -41,7 +41,6 @@ CHALLENGE_PATH = "/.well-known/acme-challenge/"
 RESPONDER_PROFILE_CATEGORIES = [
     ("Redis link and RESP parsing (service/responder/redis_link.py, resp.py)",
      profiling.leaf_in_files("responder/redis_link.py", "responder/resp.py")),
-    ("Redis client (redis.asyncio)", profiling.leaf_in_files("redis/")),
     ("asyncio and uvloop machinery", profiling.leaf_in_files("asyncio/", "uvloop/")),
     ("HTTP parsing and responses (service/responder/http.py)",
      profiling.leaf_in_files("responder/http.py")),
@@ -216,8 +215,6 @@ def profile_responder(parent_pid: int, port: int, request_list: Path, sizes: Siz
     """Record one responder process (of PROCESSES) while wrk runs: CPU, not wall clock."""
     children = child_pids(parent_pid)
     output = SCRATCH_ROOT / "profiles" / "responder.raw"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.unlink(missing_ok=True)
     recording = profiling.Recording(py_spy, children[0] if children else parent_pid, output,
                                     idle=False, max_seconds=sizes.seconds + 5)
     try:
