@@ -12,7 +12,6 @@ from cryptography.hazmat.primitives import serialization
 
 from service.backends import Backends
 from service.callers import Caller
-from service.domains import parse_hostname
 from service.encryption import UnsealError
 from service.errors import DataLoss, NotFound, PermissionDenied
 from service.platform import PENDING_REASON, platform_domain_of
@@ -73,21 +72,6 @@ def warnings_change_at(record: CertificateRecord,
     if remaining >= warning_period:
         return record.not_after - warning_period
     return record.not_after - datetime.timedelta(days=remaining.days)
-
-
-def get_certificate(backends: Backends, caller: Caller, hostname_text: str,
-                    include_private_key: bool) -> CertificateView:
-    """Return the certificate that serves a hostname now, read from Postgres.
-
-    The api's GetCertificate responds from service.api.certificate_responses, which
-    caches; this function never does.
-    """
-    check_private_key_permission(caller, include_private_key)
-    serving = find_serving(backends, caller, parse_hostname(hostname_text))
-    record = serving.certificate
-    now = datetime.datetime.now(datetime.timezone.utc)
-    key_pem = serving_key_pem(backends, caller, serving) if include_private_key else ""
-    return CertificateView(record, key_pem, certificate_warnings(record, now))
 
 
 def check_private_key_permission(caller: Caller, include_private_key: bool) -> None:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from devtools import stack
 from devtools.pebble import free_port
 from pki_factory import DAY, Pki, now
-from service import certificates
+from service.api.certificate_responses import get_certificate_response
 from service.backends import Backends
 from service.callers import Caller
 from service.errors import PermissionDenied
@@ -183,12 +183,12 @@ def test_platform_key_only_for_operators(platform_stub, settings) -> None:
                         may_read_private_keys=True)
     backends = Backends.connect(dataclasses.replace(settings, platform_domain=PLATFORM_DOMAIN))
     try:
-        view = certificates.get_certificate(backends, app_caller, f"later.{PLATFORM_DOMAIN}",
-                                            include_private_key=False)
-        assert view.record.source == "PLATFORM"
+        response = get_certificate_response(backends, app_caller, f"later.{PLATFORM_DOMAIN}",
+                                            include_private_key=False).parse()
+        assert response.source == pb.PLATFORM
         with pytest.raises(PermissionDenied) as raised:
-            certificates.get_certificate(backends, app_caller, f"later.{PLATFORM_DOMAIN}",
-                                         include_private_key=True)
+            get_certificate_response(backends, app_caller, f"later.{PLATFORM_DOMAIN}",
+                                     include_private_key=True)
     finally:
         backends.close()
 

@@ -29,7 +29,8 @@ def get_certificate_response(backends: Backends, caller: Caller, hostname_text: 
                              include_private_key: bool) -> SerializedResponse:
     """Return the serialized certsvc.v1.Certificate that serves a hostname now.
 
-    Raises what service.certificates.get_certificate raises, for the same reasons.
+    Raises PermissionDenied when the caller may not read the key it requests, and
+    NotFound when nothing the caller may see serves the hostname.
     """
     certificates.check_private_key_permission(caller, include_private_key)
     cache = backends.certificate_cache
