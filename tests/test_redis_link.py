@@ -184,8 +184,8 @@ async def _socketpair_connection() -> tuple[RedisLink, _Connection, socket.socke
 
 
 def test_lookup_never_joins_sent_get(prefix: bytes) -> None:
-    """A lookup made after a GET of its key was sent gets a GET of its own, whose reply
-    reflects writes made since; lookups in one pass before the send share one GET."""
+    """A lookup made after a GET of its key was sent gets a GET of its own, so its reply
+    reflects writes made since. Lookups in one pass before the send share one GET."""
     key = prefix + b"racing"
 
     async def run() -> tuple[list[object], bytes, bytes]:

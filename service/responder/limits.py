@@ -54,7 +54,7 @@ class ConnectionLimits:
 
 def client_key(address: str) -> str:
     """Return what the per-client connection cap counts for an address: the address
-    itself for IPv4, its /64 network for IPv6, where one client holds a whole /64."""
+    itself for IPv4, its /64 network for IPv6, because one client is usually assigned a whole /64."""
     if ":" not in address:
         return address
     try:

@@ -14,7 +14,7 @@ TOO_MANY_CONNECTIONS = http.response(503, b"too many connections\n", keep_alive=
 
 
 class ResponderProtocol(asyncio.Protocol):
-    """One client connection: read a request head, answer it, repeat while kept alive.
+    """One client connection: read a request head, respond to it, repeat while kept alive.
 
     Each connection has one deadline: the head timeout from a request's first byte,
     the idle timeout between requests. While a response waits for Redis, or waits for
@@ -37,7 +37,7 @@ class ResponderProtocol(asyncio.Protocol):
         """Whether a response is waiting for Redis."""
         self.writing_paused = False
         self.eof = False
-        """Whether the client has finished sending; buffered requests are still answered."""
+        """Whether the client has finished sending; buffered requests still get responses."""
         self.deadline = math.inf
         self.idle = False
         """Whether the deadline is the idle timeout (else the head timeout)."""
@@ -82,7 +82,7 @@ class ResponderProtocol(asyncio.Protocol):
         self.eof = True
         if not self.busy and not self.writing_paused:
             self._serve_buffered()
-        # Keep the connection open for the answers to requests still buffered.
+        # Keep the connection open for the responses to requests still buffered.
         return True
 
     def data_received(self, data: bytes) -> None:

@@ -8,7 +8,7 @@ order it received them). A lookup ends in a callback; no Task is created per req
 Every response is built from a GET sent after its request arrived, so a token
 whose write Redis has acknowledged is served at once, and a deleted one is not
 served again. Requests for the same key in one pass share a GET that is not sent
-yet; a request never joins a GET already sent, whose reply may predate a write.
+yet. A request never joins a GET already sent, because that reply may predate a write.
 Values are not cached in the process: a cache kept fresh by CLIENT TRACKING
 invalidations cannot promise this, because the invalidation and the writer's
 acknowledgement travel on different connections (under load, stale answers were

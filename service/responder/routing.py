@@ -27,7 +27,7 @@ METHOD_NOT_ALLOWED = http.CannedResponse(405, b"only GET and HEAD are allowed\n"
                                          (("Allow", "GET, HEAD"),))
 UNAVAILABLE = http.CannedResponse(503, b"temporarily unavailable\n", (("Retry-After", "1"),))
 
-# What respond() returns for a request it can handle at once: the response bytes and
+# The result of respond() for a request it can handle at once: the response bytes and
 # whether the connection stays open after them.
 Response = tuple[bytes, bool]
 ResponseCallback = Callable[[bytes, bool], None]
