@@ -306,6 +306,35 @@ def test_odd_host_headers(quick_port, token, host_lines: str, expected: int) -> 
     assert _status(_exchange(quick_port, raw)) == expected
 
 
+@pytest.mark.parametrize("raw", [
+    b"GET /.well-known/certsvc/health HTTP/1.1\nHost: shop.example.com\n\n",
+    b"GET /.well-known/certsvc/health HTTP/1.1\r\nHost: shop.example.com\n",
+    b"GET /.well-known/certsvc/health HTTP/1.1\rHost: shop.example.com\r\n",
+    b"GET /.well-known/certsvc/health HTTP/1.1\r\nHost: shop.example.com\r\nX: a\rb\r\n\r\n",
+], ids=["lf-only", "lf-after-crlf", "bare-cr", "bare-cr-in-complete-head"])
+def test_stray_line_endings_answered_at_once(quick_port, raw: bytes) -> None:
+    # The client keeps its sending side open, so a response before the 1 s head
+    # timeout (which sends 408) can only be the 400 itself.
+    with _connect(quick_port) as sock:
+        sock.sendall(raw)
+        answer = _read_all(sock)
+
+    assert _status(answer) == 400
+    assert b"Connection: close" in answer
+
+
+def test_head_split_between_cr_and_lf_served(quick_port) -> None:
+    with _connect(quick_port) as sock:
+        sock.sendall(b"GET /.well-known/certsvc/health HTTP/1.1\r")
+        time.sleep(0.1)
+        sock.sendall(b"\nHost: shop.example.com\r")
+        time.sleep(0.1)
+        sock.sendall(b"\nConnection: close\r\n\r\n")
+        answer = _read_all(sock)
+
+    assert _status(answer) == 200
+
+
 def test_non_ascii_host_rejected(quick_port) -> None:
     raw = "GET / HTTP/1.1\r\nHost: shöp.example.com\r\n\r\n".encode()
 
