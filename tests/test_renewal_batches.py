@@ -7,6 +7,7 @@ reads the directory of the test run's Pebble, which has no renewalInfo.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -272,6 +273,37 @@ def test_redis_error_leaves_rows_for_recovery(make_context, monkeypatch) -> None
 
     assert set(_queued_issuances(context)) == due
     assert context.backends.issuance_queue().get_job_ids() == []
+
+
+def test_failing_sweep_counts_batch_in_flight(make_context, monkeypatch, caplog) -> None:
+    context = make_context()
+    monkeypatch.setattr(renewal, "RENEWAL_BATCH_SIZE", 2)
+    for _ in range(3):
+        _add_domain(context, renew_in=datetime.timedelta(minutes=-1))
+    original = issuance_service.create_issuances
+    calls: list[int] = []
+
+    def fail_second_batch(*arguments, **options):
+        calls.append(1)
+        if len(calls) == 2:
+            raise SimulatedCrash()
+        return original(*arguments, **options)
+
+    monkeypatch.setattr(issuance_service, "create_issuances", fail_second_batch)
+    metric_before = _renewals_queued()
+    caplog.set_level(logging.INFO, logger=renewal.__name__)
+
+    with pytest.raises(SimulatedCrash):
+        renew_due_certificates(context)
+
+    written = _queued_issuances(context)
+    logged = {record.getMessage().split("issuance_id=")[1].split()[0]
+              for record in caplog.records if record.getMessage().startswith("queued renewal")}
+    assert len(written) == 2
+    assert set(context.backends.issuance_queue().get_job_ids()) == {
+        job_id for _, job_id in written.values()}
+    assert _renewals_queued() - metric_before == 2
+    assert logged == {str(issuance_id) for issuance_id, _ in written.values()}
 
 
 def test_removed_domain_gets_no_issuance(make_context) -> None:

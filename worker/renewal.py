@@ -3,6 +3,7 @@ queue a renewal for each Let's Encrypt certificate past its renewal time."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -46,25 +47,32 @@ def renew_due_certificates(context: SchedulerContext) -> int:
     backends = context.backends
     queue = backends.issuance_queue()
     queued = 0
-    # NOTE: when this thread raises, a batch whose jobs the background thread is still
-    # enqueueing gets queued, but neither counted nor logged here.
     with backends.database.transaction() as connection, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="renewal-enqueue") as enqueuer:
         previous: _RenewalBatch | None = None
-        for due in renewal_rows.stream_due_for_renewal(
-                connection, failed_cooldown=FAILED_RENEWAL_COOLDOWN,
-                limit=context.settings.renewal_max_per_run, batch_size=RENEWAL_BATCH_SIZE):
-            # Write no rows while the queue is unreachable.
-            with redis_unavailable_as_error("queueing renewals"):
-                backends.redis.ping()
-            requests = [(certificate.domain_id, certificate.certificate_id,
-                         _renewal_message(certificate)) for certificate in due]
-            created = issuance.create_issuances(backends, queue, requests)
+        try:
+            for due in renewal_rows.stream_due_for_renewal(
+                    connection, failed_cooldown=FAILED_RENEWAL_COOLDOWN,
+                    limit=context.settings.renewal_max_per_run, batch_size=RENEWAL_BATCH_SIZE):
+                # Write no rows while the queue is unreachable.
+                with redis_unavailable_as_error("queueing renewals"):
+                    backends.redis.ping()
+                requests = [(certificate.domain_id, certificate.certificate_id,
+                             _renewal_message(certificate)) for certificate in due]
+                created = issuance.create_issuances(backends, queue, requests)
+                if previous is not None:
+                    finished, previous = previous, None
+                    queued += _finish(finished)
+                jobs = [(record.id, record.job_id) for record in created]
+                previous = _RenewalBatch(due, created,
+                                         enqueuer.submit(queueing.enqueue_issuances, queue, jobs))
+        except BaseException:
+            # The background thread still enqueues its batch, or the lost-job recovery
+            # does. Count and log that batch before the error propagates.
             if previous is not None:
-                queued += _finish(previous)
-            jobs = [(record.id, record.job_id) for record in created]
-            previous = _RenewalBatch(due, created,
-                                     enqueuer.submit(queueing.enqueue_issuances, queue, jobs))
+                with contextlib.suppress(Unavailable):
+                    _finish(previous)
+            raise
         if previous is not None:
             queued += _finish(previous)
     return queued
