@@ -32,12 +32,14 @@ class Authenticator:
                         else CallerRegistry.empty())
         self.registry = registry
 
-    def check_usable(self, settings: Settings) -> None:
-        """Raise ConfigError when no caller could ever authenticate."""
+    def check_usable(self, settings: Settings, registry: CallerRegistry | None = None) -> None:
+        """Raise ConfigError when no caller could ever authenticate with registry (by
+        default the one in use)."""
         if self._dev_insecure:
             return
-        if not self.registry.by_token_sha256 and not (
-                settings.tls_client_ca and self.registry.by_certificate_name):
+        registry = registry if registry is not None else self.registry
+        if not registry.by_token_sha256 and not (
+                settings.tls_client_ca and registry.by_certificate_name):
             raise ConfigError(
                 "no caller can authenticate: list principals with token hashes in "
                 "CERTSVC_API_TOKENS_FILE, or set CERTSVC_TLS_CLIENT_CA and map client "

@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 
 from service import force_https
 from service.api.auth import Authenticator
+from service.api.credential_files import CredentialFiles, read_tls_files
 from service.api.guard import CallGuard
 from service.api.servicer import CertificateServicer
 from service.backends import Backends
@@ -44,11 +45,13 @@ class ApiServer:
     """A started gRPC server with its health servicer, listening on port."""
 
     def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer,
-                 port: int, authenticator: Authenticator) -> None:
+                 port: int, authenticator: Authenticator,
+                 credential_files: CredentialFiles) -> None:
         self.server = server
         self.health = health_servicer
         self.port = port
         self.authenticator = authenticator
+        self.credential_files = credential_files
 
     def stop(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
              drain_seconds: float = 0.0) -> None:
@@ -57,6 +60,7 @@ class ApiServer:
         self.health.enter_graceful_shutdown()
         time.sleep(drain_seconds)
         self.server.stop(grace_seconds).wait()
+        self.credential_files.stop()
 
 
 def create_server(settings: Settings, backends: Backends, address: str | None = None) -> ApiServer:
@@ -66,7 +70,8 @@ def create_server(settings: Settings, backends: Backends, address: str | None = 
     """
     authenticator = Authenticator(settings)
     authenticator.check_usable(settings)
-    credentials = server_credentials(settings)
+    credential_files = CredentialFiles(settings, authenticator, read_tls_files(settings))
+    credentials = credential_files.server_credentials()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=RPC_THREADS, thread_name_prefix="rpc"),
         interceptors=[CallGuard(authenticator, open_reflection=settings.open_reflection)],
@@ -95,25 +100,10 @@ def create_server(settings: Settings, backends: Backends, address: str | None = 
         raise ConfigError(f"cannot listen on {address} (CERTSVC_GRPC_ADDRESS); stop the process "
                           "that uses the port or choose another address")
     server.start()
+    credential_files.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return ApiServer(server, health_servicer, port, authenticator)
-
-
-def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """Return TLS credentials from CERTSVC_TLS_*, or None for plaintext."""
-    if settings.tls_cert is None and settings.tls_key is None:
-        if settings.tls_client_ca is not None:
-            raise ConfigError("CERTSVC_TLS_CLIENT_CA needs CERTSVC_TLS_CERT and CERTSVC_TLS_KEY: "
-                              "mutual TLS runs on top of the api's own TLS certificate")
-        return None
-    if settings.tls_cert is None or settings.tls_key is None:
-        raise ConfigError("set both CERTSVC_TLS_CERT and CERTSVC_TLS_KEY, or neither")
-    client_ca = settings.tls_client_ca.read_bytes() if settings.tls_client_ca else None
-    # With a client CA every connection must present a certificate that it signed.
-    return grpc.ssl_server_credentials(
-        [(settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())],
-        root_certificates=client_ca, require_client_auth=client_ca is not None)
+    return ApiServer(server, health_servicer, port, authenticator, credential_files)
 
 
 def log_security_warnings(settings: Settings, authenticator: Authenticator) -> None:
