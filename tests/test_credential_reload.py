@@ -7,6 +7,7 @@ change its files on disk and wait for the api to apply them (it checks every 2 s
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -98,7 +99,7 @@ def test_changed_callers_file_applied(processes, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("content", "reason"), [
     ("[[principal]\nname = ", "is not valid TOML"),
-    ("# every principal removed\n", "no caller can authenticate"),
+    ("# every principal removed\n", "lets no caller authenticate"),
 ], ids=["invalid-toml", "admits-nobody"])
 def test_unusable_callers_file_ignored(processes, tmp_path: Path, content: str,
                                        reason: str) -> None:
@@ -177,3 +178,20 @@ def test_mismatched_tls_pair_fails_start(processes, tmp_path: Path) -> None:
     log = processes.log_text("api-tls-mismatch")
     assert "CERTSVC_TLS_KEY" in log
     assert "does not belong to the first certificate" in log
+
+
+def test_port_in_use_fails_start(processes, tmp_path: Path) -> None:
+    token = _token("port")
+    callers = write_callers_file(tmp_path / "callers.toml",
+                                 [{"name": "port", "apps": "*", "tokens": [token]}])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = processes.start("api-port-taken", "api", extra_env={
+            "CERTSVC_GRPC_ADDRESS": f"127.0.0.1:{port}", "CERTSVC_DEV_INSECURE": "0",
+            "CERTSVC_API_TOKENS_FILE": str(callers)})
+        returncode = process.wait(timeout=30)
+
+    assert returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in processes.log_text("api-port-taken")

@@ -335,6 +335,14 @@ def test_head_split_between_cr_and_lf_served(quick_port) -> None:
     assert _status(answer) == 200
 
 
+def test_empty_lines_before_request_ignored(quick_port) -> None:
+    raw = b"\r\n\r\n" + _get("/.well-known/certsvc/health")
+
+    answer = _exchange(quick_port, raw)
+
+    assert _statuses(answer) == [200]
+
+
 def test_non_ascii_host_rejected(quick_port) -> None:
     raw = "GET / HTTP/1.1\r\nHost: shöp.example.com\r\n\r\n".encode()
 

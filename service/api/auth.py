@@ -32,14 +32,14 @@ class Authenticator:
                         else CallerRegistry.empty())
         self.registry = registry
 
-    def check_usable(self, settings: Settings, registry: CallerRegistry | None = None) -> None:
-        """Raise ConfigError when no caller could ever authenticate with registry (by
-        default the one in use)."""
-        if self._dev_insecure:
-            return
-        registry = registry if registry is not None else self.registry
-        if not registry.by_token_sha256 and not (
-                settings.tls_client_ca and registry.by_certificate_name):
+    def admits_anyone(self, settings: Settings, registry: CallerRegistry) -> bool:
+        """Return whether some caller could authenticate with registry."""
+        return self._dev_insecure or bool(registry.by_token_sha256) or bool(
+            settings.tls_client_ca and registry.by_certificate_name)
+
+    def check_usable(self, settings: Settings) -> None:
+        """Raise ConfigError when no caller could ever authenticate."""
+        if not self.admits_anyone(settings, self.registry):
             raise ConfigError(
                 "no caller can authenticate: list principals with token hashes in "
                 "CERTSVC_API_TOKENS_FILE, or set CERTSVC_TLS_CLIENT_CA and map client "

@@ -10,6 +10,7 @@ in the log.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 import os
 import threading
@@ -19,6 +20,7 @@ from pathlib import Path
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from service.api.auth import Authenticator
 from service.api.principals import load_callers
@@ -28,9 +30,10 @@ logger = logging.getLogger(__name__)
 
 RELOAD_INTERVAL_SECONDS = 2.0
 
-# A file's version: its modification time, size, inode and device. A file replaced by
-# rename or by a symlink swap, as Kubernetes does for mounted secrets, gets a new inode.
-FileVersion = tuple[int, int, int, int] | None
+# A file's version: its modification and change times, size, inode and device. A file
+# replaced by rename or by a symlink swap, as Kubernetes does for mounted secrets, gets a
+# new inode, and chmod or chown changes only the change time.
+FileVersion = tuple[int, int, int, int, int] | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +52,10 @@ class TlsFiles:
 def read_tls_files(settings: Settings) -> TlsFiles | None:
     """Read and check the TLS files, or return None when the api speaks plaintext.
 
-    Raises ConfigError when the settings are incomplete, a file cannot be read or
-    parsed, or the key does not belong to the first certificate of the chain.
+    Raises ConfigError when the settings are incomplete or a file cannot be read or
+    parsed. It also raises it for a key that is not RSA or EC or does not belong to the
+    first certificate, for a chain out of order, and for a first certificate outside
+    its validity period.
     """
     if settings.tls_cert is None and settings.tls_key is None:
         if settings.tls_client_ca is not None:
@@ -70,10 +75,15 @@ def read_tls_files(settings: Settings) -> TlsFiles | None:
     except (ValueError, TypeError) as error:
         raise ConfigError(f"CERTSVC_TLS_KEY ({settings.tls_key}) is not an unencrypted PEM "
                           f"private key: {error}") from None
+    # grpc's TLS stack rejects other key types (DSA, for one) when the server starts.
+    if not isinstance(private_key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise ConfigError(f"CERTSVC_TLS_KEY ({settings.tls_key}) is a "
+                          f"{type(private_key).__name__}; use an RSA or ECDSA key")
     if _public_key_der(private_key.public_key()) != _public_key_der(certificates[0].public_key()):
         raise ConfigError(f"CERTSVC_TLS_KEY ({settings.tls_key}) does not belong to the first "
                           f"certificate in CERTSVC_TLS_CERT ({settings.tls_cert}); install the "
                           "key and certificate of one pair")
+    _check_chain(settings.tls_cert, certificates)
     if client_ca is not None:
         _parse_certificates("CERTSVC_TLS_CLIENT_CA", settings.tls_client_ca, client_ca)
     return TlsFiles(chain, key, client_ca)
@@ -84,6 +94,28 @@ def _read(variable: str, path: Path) -> bytes:
         return path.read_bytes()
     except OSError as error:
         raise ConfigError(f"{variable} ({path}) cannot be read: {error.strerror}") from None
+
+
+def _check_chain(path: Path, certificates: list[x509.Certificate]) -> None:
+    """Raise ConfigError when the chain is out of order or its first certificate is not
+    valid now."""
+    for position, (certificate, issuer) in enumerate(zip(certificates, certificates[1:]),
+                                                     start=1):
+        if certificate.issuer != issuer.subject:
+            raise ConfigError(
+                f"CERTSVC_TLS_CERT ({path}): certificate {position + 1} "
+                f"({issuer.subject.rfc4514_string()}) did not issue certificate {position} "
+                f"({certificate.subject.rfc4514_string()}); put the api's certificate first, "
+                "then each issuer in turn")
+    leaf = certificates[0]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    if now > leaf.not_valid_after_utc:
+        raise ConfigError(f"CERTSVC_TLS_CERT ({path}) expired at "
+                          f"{leaf.not_valid_after_utc.isoformat()}; install a current one")
+    if now < leaf.not_valid_before_utc:
+        raise ConfigError(f"CERTSVC_TLS_CERT ({path}) is valid only from "
+                          f"{leaf.not_valid_before_utc.isoformat()}; check the clock or the "
+                          "certificate")
 
 
 def _public_key_der(public_key) -> bytes:
@@ -108,7 +140,8 @@ def file_versions(paths: Sequence[Path | None]) -> tuple[FileVersion, ...]:
         except OSError:
             status = None
         versions.append(None if status is None else
-                        (status.st_mtime_ns, status.st_size, status.st_ino, status.st_dev))
+                        (status.st_mtime_ns, status.st_ctime_ns, status.st_size, status.st_ino,
+                         status.st_dev))
     return tuple(versions)
 
 
@@ -175,10 +208,14 @@ class CredentialFiles:
     def _reload_callers(self, path: Path) -> None:
         try:
             registry = load_callers(path)
-            self.authenticator.check_usable(self.settings, registry)
         except ConfigError as error:
             logger.error("kept the previous callers: the changed callers file cannot be used "
                          "path=%s: %s", path, error)
+            return
+        if not self.authenticator.admits_anyone(self.settings, registry):
+            logger.error("kept the previous callers: the changed callers file lets no caller "
+                         "authenticate path=%s; list a principal with token_sha256 or, with "
+                         "mutual TLS, client_certificate_names", path)
             return
         self.authenticator.registry = registry
         logger.info("reloaded callers path=%s token_principals=%d certificate_principals=%d",

@@ -122,9 +122,10 @@ def _parse_principal(entry: object, where: str) -> tuple[Caller, list[str], list
     hashes = _string_list(entry, "token_sha256", where)
     for digest in hashes:
         if not _HASH.match(digest):
-            raise ConfigError(f"{where}: token_sha256 entries are 64 lowercase hex digits, the "
-                              "SHA-256 of the token (printf %s \"$TOKEN\" | sha256sum); an "
-                              "entry is not")
+            # The entry is left out of the message: it may be a token pasted by mistake.
+            raise ConfigError(f"{where}: a token_sha256 entry is not 64 lowercase hex digits; "
+                              "each entry is the SHA-256 of a token, as printed by "
+                              "printf %s \"$TOKEN\" | sha256sum")
     certificate_names = _string_list(entry, "client_certificate_names", where)
     if not hashes and not certificate_names:
         raise ConfigError(f"{where} has neither token_sha256 nor client_certificate_names, so "

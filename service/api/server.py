@@ -92,10 +92,14 @@ def create_server(settings: Settings, backends: Backends, address: str | None = 
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
 
     address = address or settings.grpc_address
-    if credentials is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:
+        # grpcio 1.85 raises RuntimeError when it cannot bind the address.
+        port = 0
     if port == 0:
         raise ConfigError(f"cannot listen on {address} (CERTSVC_GRPC_ADDRESS); stop the process "
                           "that uses the port or choose another address")
@@ -126,6 +130,7 @@ def log_security_warnings(settings: Settings, authenticator: Authenticator) -> N
 def serve(settings: Settings) -> None:
     """Run the api until SIGTERM or SIGINT, then shut down gracefully."""
     load_trust_anchors(settings.trust_bundle)  # a bad CERTSVC_TRUST_BUNDLE stops the start
+    read_tls_files(settings)  # bad TLS files stop the start before any connection is made
     # Parse the Public Suffix List now rather than in the first call that checks a name.
     is_public_suffix("example.com")
     backends = Backends.connect(settings, cache_certificates=True)

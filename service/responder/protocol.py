@@ -101,6 +101,12 @@ class ResponderProtocol(asyncio.Protocol):
             transport = self.transport
             if transport is None or transport.is_closing() or self.busy or self.writing_paused:
                 return
+            # RFC 9112 section 2.2: a server should ignore empty lines before a request line.
+            skipped = 0
+            while self.buffer.startswith(b"\r\n", skipped):
+                skipped += 2
+            if skipped:
+                del self.buffer[:skipped]
             end = http.find_head_end(self.buffer)
             if end < 0:
                 try:

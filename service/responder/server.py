@@ -99,6 +99,7 @@ def serve(settings: Settings, processes: int = 1) -> None:
                 settings.responder_max_connections_per_address)
     if processes <= 1:
         _run_process(settings, _listening_socket(address, reuse_port=False))
+        logger.info("responder stopped")
         return
     children = []
     for _ in range(processes):
