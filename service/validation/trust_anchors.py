@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import verification
 
@@ -61,9 +63,13 @@ def parse_bundle(bundle_pem: bytes) -> tuple[list[x509.Certificate], int]:
     roots: list[x509.Certificate] = []
     skipped = 0
     marker = b"-----END CERTIFICATE-----"
-    for chunk in bundle_pem.split(marker)[:-1]:
-        try:
-            roots.append(x509.load_pem_x509_certificate(chunk + marker))
-        except ValueError:
-            skipped += 1
+    with warnings.catch_warnings():
+        # Debian's bundle has a root whose serial number is not positive, which cryptography
+        # parses with a deprecation warning at every start. The warning needs no action.
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        for chunk in bundle_pem.split(marker)[:-1]:
+            try:
+                roots.append(x509.load_pem_x509_certificate(chunk + marker))
+            except ValueError:
+                skipped += 1
     return roots, skipped
