@@ -42,7 +42,7 @@ class Http01Entry:
         self.hostname = hostname
         """The host the token was issued for, lowercase as the workers write it."""
         self.key_authorization = key_authorization
-        self.response = http.response(200, key_authorization)
+        self.response = http.ok_response(key_authorization)
         """The response to a GET that keeps the connection open."""
 
 
