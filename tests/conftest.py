@@ -43,6 +43,16 @@ leak_scan.watch("the shared api's operator token", OPERATOR_TOKEN)
 leak_scan.watch("the test run's master key", MASTER_KEY)
 
 
+def start_api_without_dev_mode(processes: stack.Processes, name: str,
+                               environment: dict[str, str]) -> str:
+    """Start `certsvc api` named name on a free port with environment; return its address."""
+    port = free_port()
+    process = processes.start(name, "api", extra_env={
+        "CERTSVC_GRPC_ADDRESS": f"127.0.0.1:{port}", "CERTSVC_DEV_INSECURE": "0", **environment})
+    stack.wait_for_port("127.0.0.1", port, process=process)
+    return f"127.0.0.1:{port}"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_secrets_in_logs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Fail the run if any log of it contains a private key, token or key authorization.

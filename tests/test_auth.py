@@ -17,7 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import leak_scan
-from conftest import OPERATOR_TOKEN, unique_hostname
+from conftest import OPERATOR_TOKEN, start_api_without_dev_mode, unique_hostname
 from devtools import stack
 from devtools.credentials import new_token, with_bearer_token, write_callers_file
 from devtools.pebble import free_port
@@ -39,14 +39,6 @@ PRINCIPALS = [
 ]
 
 
-def _start_api(processes: stack.Processes, name: str, environment: dict[str, str]) -> str:
-    port = free_port()
-    process = processes.start(name, "api", extra_env={
-        "CERTSVC_GRPC_ADDRESS": f"127.0.0.1:{port}", "CERTSVC_DEV_INSECURE": "0", **environment})
-    stack.wait_for_port("127.0.0.1", port, process=process)
-    return f"127.0.0.1:{port}"
-
-
 def _code(call, *arguments) -> grpc.StatusCode:
     with pytest.raises(grpc.RpcError) as raised:
         call(*arguments, timeout=10)
@@ -60,7 +52,7 @@ def callers_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def address(processes: stack.Processes, callers_path: Path):
-    yield _start_api(processes, "api-auth", {"CERTSVC_API_TOKENS_FILE": str(callers_path)})
+    yield start_api_without_dev_mode(processes, "api-auth", {"CERTSVC_API_TOKENS_FILE": str(callers_path)})
     processes.stop("api-auth")
 
 
@@ -293,7 +285,7 @@ def _grpcurl(*arguments: str) -> subprocess.CompletedProcess:
 
 
 def test_closed_reflection_needs_token(processes, callers_path) -> None:
-    address = _start_api(processes, "api-closed-reflection", {
+    address = start_api_without_dev_mode(processes, "api-closed-reflection", {
         "CERTSVC_API_TOKENS_FILE": str(callers_path), "CERTSVC_OPEN_REFLECTION": "0"})
     try:
         anonymous = _grpcurl("-plaintext", address, "list")
@@ -354,7 +346,7 @@ def authority(tmp_path_factory: pytest.TempPathFactory) -> TestAuthority:
 @pytest.fixture(scope="module")
 def mtls_address(processes, callers_path, authority):
     certificate, key = authority.issue("api", "localhost", ["localhost"], server=True)
-    address = _start_api(processes, "api-mtls", {
+    address = start_api_without_dev_mode(processes, "api-mtls", {
         "CERTSVC_API_TOKENS_FILE": str(callers_path), "CERTSVC_TLS_CERT": str(certificate),
         "CERTSVC_TLS_KEY": str(key), "CERTSVC_TLS_CLIENT_CA": str(authority.root_file)})
     yield address
@@ -436,7 +428,7 @@ def test_mtls_handshake_rejected(mtls_address, authority, tmp_path, case: str) -
 
 def test_tls_without_client_ca_takes_tokens(processes, callers_path, authority) -> None:
     certificate, key = authority.issue("api-tls", "localhost", ["localhost"], server=True)
-    address = _start_api(processes, "api-tls", {
+    address = start_api_without_dev_mode(processes, "api-tls", {
         "CERTSVC_API_TOKENS_FILE": str(callers_path), "CERTSVC_TLS_CERT": str(certificate),
         "CERTSVC_TLS_KEY": str(key)})
     try:

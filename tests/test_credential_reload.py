@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 import leak_scan
-from devtools import stack
+from conftest import start_api_without_dev_mode
 from devtools.credentials import new_token, write_callers_file
 from devtools.pebble import free_port
 from pki import TestAuthority
@@ -31,14 +31,6 @@ def _token(label: str) -> str:
     token = new_token()
     leak_scan.watch(f"token {label} of the credential reload tests", token)
     return token
-
-
-def _start_api(processes: stack.Processes, name: str, environment: dict[str, str]) -> str:
-    port = free_port()
-    process = processes.start(name, "api", extra_env={
-        "CERTSVC_GRPC_ADDRESS": f"127.0.0.1:{port}", "CERTSVC_DEV_INSECURE": "0", **environment})
-    stack.wait_for_port("127.0.0.1", port, process=process)
-    return f"127.0.0.1:{port}"
 
 
 def _wait_for(condition: Callable[[], bool]) -> bool:
@@ -80,7 +72,7 @@ def test_changed_callers_file_applied(processes, tmp_path: Path) -> None:
     first, second = _token("first"), _token("second")
     path = write_callers_file(tmp_path / "callers.toml",
                               [{"name": "first", "apps": "*", "tokens": [first]}])
-    address = _start_api(processes, "api-reload-callers", {"CERTSVC_API_TOKENS_FILE": str(path)})
+    address = start_api_without_dev_mode(processes, "api-reload-callers", {"CERTSVC_API_TOKENS_FILE": str(path)})
     try:
         with grpc.insecure_channel(address) as channel:
             before = _ping(channel, first)
@@ -107,7 +99,7 @@ def test_unusable_callers_file_ignored(processes, tmp_path: Path, content: str,
     path = write_callers_file(tmp_path / "callers.toml",
                               [{"name": "kept", "apps": "*", "tokens": [token]}])
     name = f"api-reload-unusable-{reason.split()[0]}"
-    address = _start_api(processes, name, {"CERTSVC_API_TOKENS_FILE": str(path)})
+    address = start_api_without_dev_mode(processes, name, {"CERTSVC_API_TOKENS_FILE": str(path)})
     try:
         path.write_text(content)
         rejected = _wait_for(lambda: "kept the previous callers" in processes.log_text(name))
@@ -133,7 +125,7 @@ def test_rotated_tls_certificate_used(processes, tmp_path: Path) -> None:
     certificate_file, key_file = tmp_path / "tls.pem", tmp_path / "tls-key.pem"
     _replace(certificate_file, old_certificate.read_bytes())
     _replace(key_file, old_key.read_bytes())
-    address = _start_api(processes, "api-reload-tls", {
+    address = start_api_without_dev_mode(processes, "api-reload-tls", {
         "CERTSVC_API_TOKENS_FILE": str(callers), "CERTSVC_TLS_CERT": str(certificate_file),
         "CERTSVC_TLS_KEY": str(key_file)})
     try:
