@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import dsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
 from pki_factory import DAY, Issued, Pki, issue, now
-from service.api.credential_files import file_versions, read_tls_files
+from service.api.credential_files import file_versions
+from service.api.tls_files import read_tls_files
 from service.config import ConfigError, Settings
 
 
@@ -80,7 +81,42 @@ def test_dsa_key_rejected(tmp_path: Path) -> None:
         read_tls_files(_settings(tmp_path, certificate.pem(), Issued(certificate.certificate,
                                                                      key).key_pem()))
 
-    assert "use an RSA or ECDSA key" in str(raised.value)
+    assert "DSAPrivateKey; use an RSA key" in str(raised.value)
+
+
+@pytest.mark.parametrize(("key", "message"), [
+    (lambda: ec.generate_private_key(ec.SECP256K1()), "an EC key on secp256k1"),
+    (lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024),
+     "an RSA key of 1024 bits"),
+], ids=["secp256k1", "rsa-1024"])
+def test_key_grpc_cannot_use_rejected(tmp_path: Path, pki: Pki, key, message: str) -> None:
+    leaf = issue(subject_cn="localhost", signer=pki.intermediate, key=key(), ca=False,
+                 names=["localhost"])
+
+    with pytest.raises(ConfigError) as raised:
+        read_tls_files(_settings(tmp_path, pki.chain_pem(leaf), leaf.key_pem()))
+
+    assert message in str(raised.value)
+    assert "P-256 or P-384" in str(raised.value)
+
+
+def test_truncated_chain_rejected(tmp_path: Path, pki: Pki) -> None:
+    leaf = pki.leaf(["localhost"])
+    chain = pki.chain_pem(leaf)
+    cut = chain[:len(leaf.pem()) + len(pki.intermediate.pem()) // 2]
+
+    with pytest.raises(ConfigError) as raised:
+        read_tls_files(_settings(tmp_path, cut, leaf.key_pem()))
+
+    assert "contains an incomplete certificate" in str(raised.value)
+
+
+def test_private_key_left_out_of_repr(tmp_path: Path, pki: Pki) -> None:
+    leaf = pki.leaf(["localhost"])
+
+    tls = read_tls_files(_settings(tmp_path, pki.chain_pem(leaf), leaf.key_pem()))
+
+    assert "PRIVATE KEY" not in repr(tls)
 
 
 def test_plaintext_without_files() -> None:

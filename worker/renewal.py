@@ -3,7 +3,6 @@ queue a renewal for each Let's Encrypt certificate past its renewal time."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime
 import logging
@@ -70,8 +69,13 @@ def renew_due_certificates(context: SchedulerContext) -> int:
             # The background thread still enqueues its batch, or the lost-job recovery
             # does. Count and log that batch before the error propagates.
             if previous is not None:
-                with contextlib.suppress(Unavailable):
+                try:
                     _finish(previous)
+                except Unavailable:
+                    pass  # _finish logged it, and the lost-job recovery enqueues the batch
+                except Exception:
+                    logger.exception("enqueueing the last batch of renewals failed while the "
+                                     "sweep was failing")
             raise
         if previous is not None:
             queued += _finish(previous)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import re
 import tomllib
 from pathlib import Path
@@ -27,6 +28,10 @@ from service.config import ConfigError
 from service.domains import parse_app_id
 from service.errors import InvalidArgument
 
+logger = logging.getLogger(__name__)
+
+# A callers file of a few thousand principals stays far below this.
+MAX_FILE_BYTES = 1024 * 1024
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _KEYS = {"name", "apps", "read_private_keys", "token_sha256", "client_certificate_names"}
 
@@ -62,7 +67,11 @@ def load_callers(path: Path) -> CallerRegistry:
     """Read the callers file, raising ConfigError that names the entry at fault."""
     source = f"CERTSVC_API_TOKENS_FILE ({path})"
     try:
-        document = tomllib.loads(path.read_text())
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ConfigError(f"{source} is larger than {MAX_FILE_BYTES} bytes")
+        document = tomllib.loads(data.decode())
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{source} cannot be read: {error}") from None
     except tomllib.TOMLDecodeError as error:
@@ -128,8 +137,9 @@ def _parse_principal(entry: object, where: str) -> tuple[Caller, list[str], list
                               "printf %s \"$TOKEN\" | sha256sum")
     certificate_names = _string_list(entry, "client_certificate_names", where)
     if not hashes and not certificate_names:
-        raise ConfigError(f"{where} has neither token_sha256 nor client_certificate_names, so "
-                          "nobody can call as it")
+        # Deleting a principal's last token is how a token gets revoked in a hurry.
+        logger.warning("%s has neither token_sha256 nor client_certificate_names, so nobody "
+                       "can call as it", where)
     caller = Caller(name=name, app_ids=app_ids, may_read_private_keys=read_private_keys)
     return caller, hashes, certificate_names
 

@@ -14,7 +14,8 @@ from grpc_reflection.v1alpha import reflection
 
 from service import force_https
 from service.api.auth import Authenticator
-from service.api.credential_files import CredentialFiles, read_tls_files
+from service.api.credential_files import CredentialFiles
+from service.api.tls_files import read_tls_files
 from service.api.guard import CallGuard
 from service.api.servicer import CertificateServicer
 from service.backends import Backends
@@ -39,6 +40,10 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 # service.api.limits.MAX_METADATA_BYTES the guard does.
 MAX_TRANSPORT_METADATA_BYTES = 64 * 1024
 RPC_THREADS = 32
+# After this long a client connection is asked to reconnect (HTTP/2 GOAWAY); calls in
+# progress then get the grace period to finish.
+MAX_CONNECTION_AGE_SECONDS = 3600
+MAX_CONNECTION_AGE_GRACE_SECONDS = 300
 
 
 class ApiServer:
@@ -68,9 +73,8 @@ def create_server(settings: Settings, backends: Backends, address: str | None = 
 
     Raises ConfigError when the credentials settings are incomplete or admit nobody.
     """
-    authenticator = Authenticator(settings)
-    authenticator.check_usable(settings)
-    credential_files = CredentialFiles(settings, authenticator, read_tls_files(settings))
+    credential_files = CredentialFiles.load(settings)
+    authenticator = credential_files.authenticator
     credentials = credential_files.server_credentials()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=RPC_THREADS, thread_name_prefix="rpc"),
@@ -81,6 +85,10 @@ def create_server(settings: Settings, backends: Backends, address: str | None = 
             ("grpc.max_metadata_size", MAX_TRANSPORT_METADATA_BYTES),
             ("grpc.absolute_max_metadata_size", MAX_TRANSPORT_METADATA_BYTES),
             ("grpc.so_reuseport", 0),
+            # A connection authenticated its client certificate once, at its handshake, so
+            # connections are renewed for a rotated client CA or server certificate to apply.
+            ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_SECONDS * 1000),
+            ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_SECONDS * 1000),
         ],
     )
     certsvc_pb2_grpc.add_CertificateServiceServicer_to_server(
@@ -98,11 +106,15 @@ def create_server(settings: Settings, backends: Backends, address: str | None = 
         else:
             port = server.add_secure_port(address, credentials)
     except RuntimeError:
-        # grpcio 1.85 raises RuntimeError when it cannot bind the address.
+        # grpcio 1.85 raises RuntimeError when it cannot bind the address, and also when
+        # its TLS stack rejects the credentials.
         port = 0
     if port == 0:
-        raise ConfigError(f"cannot listen on {address} (CERTSVC_GRPC_ADDRESS); stop the process "
-                          "that uses the port or choose another address")
+        also = ("" if credentials is None else
+                ", or grpc rejected the TLS files (its log lines above say why)")
+        raise ConfigError(f"cannot listen on {address} (CERTSVC_GRPC_ADDRESS): another process "
+                          f"may use the port{also}; stop that process or choose another "
+                          "address")
     server.start()
     credential_files.start()
     for name in ("", SERVICE_NAME):

@@ -64,9 +64,12 @@ def parse_bundle(bundle_pem: bytes) -> tuple[list[x509.Certificate], int]:
     skipped = 0
     marker = b"-----END CERTIFICATE-----"
     with warnings.catch_warnings():
-        # Debian's bundle has a root whose serial number is not positive, which cryptography
-        # parses with a deprecation warning at every start. The warning needs no action.
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        # Debian 12's bundle has several roots whose serial number is not positive.
+        # cryptography 50 parses them with a deprecation warning at every start. The
+        # warning states that a later release will reject them; this loop then counts
+        # them as skipped, and service.trust_bundle logs the count.
+        warnings.filterwarnings("ignore", message="Parsed a serial number which wasn't positive",
+                                category=CryptographyDeprecationWarning)
         for chunk in bundle_pem.split(marker)[:-1]:
             try:
                 roots.append(x509.load_pem_x509_certificate(chunk + marker))
