@@ -135,6 +135,10 @@ def remove_domain(backends: Backends, caller: Caller, hostname_text: str) -> Non
         # uses, because the delete cascades to it.
         issuance_rows.lock_in_flight(connection, domain.id)
         domain_rows.delete_domain(connection, domain.id)
+        # Host names that a removed wildcard served have no certificate now, so their
+        # Force HTTPS redirects must stop.
+        uncovered = (domain_rows.list_hosts_served_by_wildcard(connection, domain)
+                     if domain.wildcard else [])
     logger.info("removed domain hostname=%s app_id=%s", domain.hostname, domain.app_id)
     if backends.certificate_cache is not None:
         # The change notification would drop it too, a moment later; a caller that
@@ -146,7 +150,8 @@ def remove_domain(backends: Backends, caller: Caller, hostname_text: str) -> Non
         tokens = backends.redis.smembers(keys.http01_tokens_of(domain.hostname))
         names = [keys.http01(token.decode()) for token in tokens]
         backends.redis.delete(keys.self_check_body(domain.hostname), keys.force_https(domain.hostname),
-                              keys.http01_tokens_of(domain.hostname), *names)
+                              keys.http01_tokens_of(domain.hostname), *names,
+                              *(keys.force_https(host.hostname) for host in uncovered))
     except redis.RedisError as error:
         # Postgres no longer has the domain; the tokens expire on their own and the
         # Force HTTPS mirror is rebuilt from Postgres.

@@ -258,3 +258,22 @@ def test_lost_mirror_rebuilt_at_once(stub, backends, settings, redis_client, key
     assert kept_missing == 0
     assert redis_client.exists(keys.force_https(hostname)) == 1
     assert redis_client.exists(keys.force_https_mirror_marker) == 1
+
+
+def test_removed_wildcard_stops_redirect(stub, backends, responder_port, redis_client,
+                                         keys) -> None:
+    base = unique_hostname("wild-https")
+    wildcard, hostname = f"*.{base}", f"www.{base}"
+    stub.AddDomain(pb.AddDomainRequest(hostname=wildcard, app_id="app-https"))
+    _give_certificate(backends, wildcard)
+    stub.AddDomain(pb.AddDomainRequest(hostname=hostname, app_id="app-https"))
+    domain = stub.SetForceHttps(pb.SetForceHttpsRequest(hostname=hostname, force_https=True))
+    before, _, _ = _get(responder_port, "/page", hostname)
+
+    stub.RemoveDomain(pb.RemoveDomainRequest(hostname=wildcard))
+    after, _, _ = _get(responder_port, "/page", hostname)
+
+    assert domain.force_https_effective
+    assert before == 308
+    assert after != 308
+    assert not redis_client.exists(keys.force_https(hostname))
