@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs7
 
+from service.text import escape_control_characters
 from service.validation.pem import PemBlock
 from service.validation.private_key import (
     CERTIFICATE_LABELS,
@@ -50,7 +51,13 @@ class UploadedCertificate:
 
 def describe_subject(certificate: x509.Certificate) -> str:
     """Return the subject in RFC 4514 form, quoted, for messages."""
-    return f'"{certificate.subject.rfc4514_string() or "(empty subject)"}"'
+    return describe_name(certificate.subject)
+
+
+def describe_name(name: x509.Name) -> str:
+    """Return a name in RFC 4514 form, quoted, with control characters escaped, for
+    messages: the name comes from the uploader and the message reaches terminals."""
+    return f'"{escape_control_characters(name.rfc4514_string()) or "(empty subject)"}"'
 
 
 def basic_constraints(certificate: x509.Certificate) -> x509.BasicConstraints | None:

@@ -25,6 +25,7 @@ from service.validation.chain import (
     PathBreak,
     UploadedCertificate,
     basic_constraints,
+    describe_name,
     describe_subject,
     weak_signature_hash,
 )
@@ -190,11 +191,14 @@ def trust_problems(path: CertificatePath, hostname: str) -> list[Problem]:
                    "was altered, or the chain holds another CA certificate of the same name. "
                    "Download the current chain from your CA and upload it again")
     elif reason is PathBreak.MISSING_ISSUER:
-        issuer = f'"{last.certificate.issuer.rfc4514_string()}"'
-        message = (f"the chain is incomplete: the intermediate certificate {issuer} that issued "
-                   f"{last.subject} is missing, and it is not a trusted root. Append it after "
-                   f"{last.subject} in {CHAIN_FIELD}; your CA provides it, often as chain.pem, "
-                   f"ca-bundle.crt or inside fullchain.pem{_issuer_url(last.certificate)}")
+        issuer = describe_name(last.certificate.issuer)
+        message = (f"the chain is incomplete: the certificate {issuer} that issued "
+                   f"{last.subject} is missing, and it is not a trusted root. If it is an "
+                   f"intermediate, append it after {last.subject} in {CHAIN_FIELD}; your CA "
+                   "provides it, often as chain.pem, ca-bundle.crt or inside fullchain.pem"
+                   f"{_issuer_url(last.certificate)}. If it is the root of a private CA, "
+                   "browsers do not trust the chain either: use a certificate from a publicly "
+                   "trusted CA")
     else:
         message = (f"no path from {path.certificates[0].subject} to a trusted root was found "
                    "among the uploaded certificates; upload only the server certificate and "
