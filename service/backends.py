@@ -11,12 +11,13 @@ import redis
 import rq
 
 from service.certificate_cache import CertificateCache
-from service.config import Settings
+from service.config import ConfigError, Settings
 from service.encryption import Keyring
 from service.errors import Unavailable
 from service.redis_keys import RedisKeys
 from service.store.certificate_changes import CertificateChangeListener
 from service.store.database import Database
+from service.store.migrate import missing_migrations
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ class Backends:
     @classmethod
     def connect(cls, settings: Settings, *, pool_max_size: int = 10,
                 cache_certificates: bool = False) -> Backends:
-        """Open the connections, raising Unavailable when Postgres cannot be reached.
+        """Open the connections, raising Unavailable when Postgres cannot be reached and
+        ConfigError when its database lacks migrations.
 
         With cache_certificates, also start the cache of hot hostnames' certificates and
         the listener that keeps it fresh.
@@ -70,6 +72,17 @@ class Backends:
         keyring = Keyring.from_settings(settings)
         database = Database(settings.database_url, max_size=pool_max_size)
         database.open()
+        try:
+            with database.transaction() as connection:
+                missing = missing_migrations(connection)
+        except Unavailable:
+            database.close()
+            raise
+        if missing:
+            database.close()
+            raise ConfigError(
+                f"the database lacks {len(missing)} of certsvc's migrations, from {missing[0]}; "
+                "run `certsvc migrate` with the same CERTSVC_DATABASE_URL, then start again")
         backends = cls(
             settings=settings,
             database=database,

@@ -14,7 +14,8 @@ from service.validation.hostname import HostnameError, normalize_hostname
 
 DEV_INSECURE_WARNING = (
     "CERTSVC_DEV_INSECURE is set: development mode, not for production. Calls need no "
-    "credentials and private keys are sealed with a fixed, publicly known master key."
+    "credentials, and without CERTSVC_MASTER_KEY or CERTSVC_MASTER_KEY_FILE private keys "
+    "are sealed with a fixed, publicly known master key."
 )
 
 

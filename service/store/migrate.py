@@ -62,3 +62,11 @@ def migrate(database_url: str) -> list[str]:
         finally:
             connection.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
     return applied
+
+
+def missing_migrations(connection: psycopg.Connection) -> list[str]:
+    """Return the file names of the migrations the database lacks, in version order."""
+    table = connection.execute("SELECT to_regclass('schema_migrations')").fetchone()[0]
+    done = (set() if table is None else
+            {row[0] for row in connection.execute("SELECT version FROM schema_migrations")})
+    return [name for version, name, _ in available_migrations() if version not in done]
