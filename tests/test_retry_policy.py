@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import datetime
 import random
+import socket
 
 import pytest
+import requests
 from acme import errors as acme_library_errors
 from acme import messages
 
 from service.domain_warnings import renewal_warnings
 from service.store.records import DomainRecord
-from worker import acme_errors
+from worker import acme_errors, outcomes
 from worker.errors import PermanentIssuanceError, TransientIssuanceError
 from worker.expiry_warnings import threshold_for
 from worker.renewal_timing import bounded_recheck, renew_after_by_lifetime
@@ -181,3 +183,27 @@ def test_validation_problem_classified(typ: str, detail: str, retryable: bool) -
         acme_library_errors.ValidationError([authorization]), "a.example")
 
     assert error.retryable is retryable
+
+
+def test_unreachable_ca_names_address_and_reason() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    try:
+        requests.get(f"http://127.0.0.1:{port}/dir", timeout=5)
+    except requests.RequestException as raised:
+        error = acme_errors.from_exception(raised, "shop.example.com")
+
+    assert isinstance(error, TransientIssuanceError)
+    assert f"cannot reach http://127.0.0.1:{port}/dir (Connection refused)" in str(error)
+
+
+def test_giving_up_drops_retry_promise() -> None:
+    error = TransientIssuanceError("cannot reach http://ca.invalid/dir (Connection refused)"
+                                   + acme_errors.RETRY_LATER)
+
+    reason = outcomes._giving_up_reason(error, 3, 3)
+
+    assert "retries later" not in reason
+    assert "gave up after 3 attempts" in reason
+    assert "(Connection refused). Fix the cause" in reason

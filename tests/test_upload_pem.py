@@ -127,6 +127,15 @@ def test_oversized_field_states_limit() -> None:
     assert "256 KiB" in reading.problems[0].message
 
 
+def test_oversized_key_advice_about_keys() -> None:
+    text = "-----BEGIN PRIVATE KEY-----\n" + "A" * MAX_FIELD_BYTES + "\n"
+
+    reading = read_pem_blocks(text, KEY_FIELD, "PRIVATE KEY")
+
+    assert "Paste only the private key (a PEM private key is under 4 KiB)" in (
+        reading.problems[0].message)
+
+
 def test_der_key_named_in_key_field(leaf) -> None:
     der = leaf.key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())

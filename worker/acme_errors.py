@@ -20,6 +20,8 @@ PERMANENT_PROBLEMS = frozenset({
     "externalAccountRequired", "compound",
 })
 
+# Ends the message of an error that another attempt may get past.
+RETRY_LATER = "; certsvc retries later"
 # Advice for the user, per ACME problem type found while validating a challenge.
 _VALIDATION_ADVICE = {
     "connection": "the CA could not connect to port 80 of {host}; check that its A/AAAA "
@@ -36,12 +38,14 @@ _VALIDATION_ADVICE = {
            "a CAA issue record for the CA or remove the restriction",
     "rejectedIdentifier": "the CA will not issue certificates for {host} (its policy forbids "
                           "the name)",
-    "rateLimited": "the CA's rate limit for {host} was reached; certsvc retries later",
+    "rateLimited": "the CA's rate limit for {host} was reached" + RETRY_LATER,
 }
 
 
 # An HTTP status 500-599 quoted in a validation problem's detail.
 _SERVER_ERROR_STATUS = re.compile(r"\b5\d\d\b")
+# The end of an OSError's text inside a requests error: "[Errno 111] Connection refused".
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 # A key authorization: the challenge token, a dot and the account key's SHA-256
 # thumbprint (43 base64url characters). Some CAs (Pebble among them) quote the expected
 # one in their problem detail; it is not written to issuance errors or logs.
@@ -86,6 +90,12 @@ def from_validation_failure(error: acme_errors.ValidationError, hostname: str) -
     return classified
 
 
+def _network_reason(error: requests.RequestException) -> str:
+    """Return the innermost cause of a requests error, such as "Connection refused"."""
+    found = _ERRNO_TEXT.search(str(error))
+    return found.group(1) if found else type(error).__name__
+
+
 def from_exception(error: Exception, hostname: str,
                    retry_after: datetime.datetime | None = None) -> IssuanceError:
     """Classify any exception raised while talking to the CA."""
@@ -98,8 +108,9 @@ def from_exception(error: Exception, hostname: str,
     if isinstance(error, acme_errors.TimeoutError):
         return TransientIssuanceError(f"the CA did not finish in time for {hostname}: {error}")
     if isinstance(error, requests.RequestException):
+        url = error.request.url if error.request is not None else "the ACME server"
         return TransientIssuanceError(
-            f"cannot reach the ACME server ({type(error).__name__}); certsvc retries later")
+            f"cannot reach {url} ({_network_reason(error)}){RETRY_LATER}")
     if isinstance(error, acme_errors.ClientError):
         return TransientIssuanceError(f"the ACME server sent an unexpected response: {error}")
     if isinstance(error, acme_errors.Error):

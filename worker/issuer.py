@@ -166,7 +166,11 @@ class IssuanceRunner:
     def _attempt(self, issuance: IssuanceRecord, domain: DomainRecord) -> None:
         hostname = issuance.hostname
         self._self_check(issuance)
-        session = self.context.acme_session()
+        try:
+            session = self.context.acme_session()
+        except Exception as error:
+            # An unreachable or broken directory is a fault of the CA or the network.
+            raise acme_errors.from_exception(error, hostname) from error
         steps = OrderSteps(session, self.context.backends.redis, self.context.backends.keys,
                            hostname, issuance.id)
         try:

@@ -24,6 +24,7 @@ from service.store import events as event_rows
 from service.store import issuances as issuance_rows
 from service.store.certificates import NewCertificate
 from service.store.records import IssuanceRecord
+from worker.acme_errors import RETRY_LATER
 from worker.context import WorkerContext
 from worker.errors import IssuanceCancelled, IssuanceError, SelfCheckFailed
 from worker.rate_limit_guard import RateLimitDelay
@@ -174,7 +175,8 @@ def _enqueue(context: WorkerContext, issuance: IssuanceRecord, at: datetime.date
 def _giving_up_reason(error: IssuanceError, attempt: int, max_attempts: int) -> str:
     if error.retryable:
         return (f"gave up after {attempt} attempts, the most allowed "
-                f"(CERTSVC_RETRY_MAX_ATTEMPTS={max_attempts}); the last one failed: {error}. "
+                f"(CERTSVC_RETRY_MAX_ATTEMPTS={max_attempts}); the last one failed: "
+                f"{str(error).removesuffix(RETRY_LATER)}. "
                 "Fix the cause and call RequestCertificate again")
     return (f"attempt {attempt} failed with an error that retrying cannot fix: {error}. "
             "Fix the cause and call RequestCertificate again")

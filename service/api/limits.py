@@ -11,6 +11,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from service.errors import FieldViolation, InvalidArgument
+from service.validation.pem import MAX_FIELD_KIB as MAX_UPLOAD_FIELD_KIB
 
 # A serialized request above this many bytes is rejected with INVALID_ARGUMENT. The
 # transport refuses messages above service.api.server.MAX_MESSAGE_BYTES by itself
@@ -45,8 +46,11 @@ _CONTROL_CHARACTERS_ALLOWED = frozenset({"certificate_chain_pem", "private_key_p
 
 def check_request_size(size: int) -> None:
     if size > MAX_REQUEST_BYTES:
-        raise InvalidArgument(f"the request is {size} bytes; the limit is {MAX_REQUEST_BYTES} "
-                              "bytes")
+        raise InvalidArgument(
+            f"the request is {size} bytes; the limit is {MAX_REQUEST_BYTES} bytes. An "
+            f"uploaded certificate chain or private key may have at most "
+            f"{MAX_UPLOAD_FIELD_KIB} KiB each, other text fields {DEFAULT_STRING_LIMIT} "
+            "characters: send only the certificate, its intermediates and its key")
 
 
 def check_metadata(metadata: tuple[tuple[str, str | bytes], ...]) -> None:

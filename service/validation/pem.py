@@ -76,8 +76,8 @@ def read_pem_blocks(text: str, field: str, expected_label: str) -> PemReading:
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_FIELD_BYTES:
         return _failed(field, f"{field} is {size / 1024:.0f} KiB; the limit is "
-                              f"{MAX_FIELD_KIB} KiB per field. Paste only the {_noun(expected_label)}"
-                              " (a certificate chain is a few KiB)")
+                              f"{MAX_FIELD_KIB} KiB per field. Paste only the "
+                              f"{_noun(expected_label)} ({_typical_size(expected_label)})")
     if looks_like_utf16(text):
         return _failed(field, _utf16_message(field))
 
@@ -153,6 +153,11 @@ def _failed(field: str, message: str) -> PemReading:
 
 def _noun(expected_label: str) -> str:
     return "private key" if "KEY" in expected_label else "certificate chain"
+
+
+def _typical_size(expected_label: str) -> str:
+    return ("a PEM private key is under 4 KiB" if "KEY" in expected_label
+            else "a certificate chain is a few KiB")
 
 
 def _utf16_message(field: str) -> str:
