@@ -95,6 +95,8 @@ def _run_platform_cert(settings: Settings, argv: list[str]) -> None:
     parser.add_argument("--chain", required=True, type=Path,
                         help="PEM file: the wildcard certificate first, then intermediates")
     parser.add_argument("--key", required=True, type=Path, help="PEM file of its private key")
+    parser.add_argument("--passphrase-file", type=Path,
+                        help="file whose first line is the passphrase of an encrypted key")
     arguments = parser.parse_args(argv)
     if not settings.platform_domain:
         raise ConfigError("CERTSVC_PLATFORM_DOMAIN is not set; set it to the domain the "
@@ -103,6 +105,10 @@ def _run_platform_cert(settings: Settings, argv: list[str]) -> None:
     anchors = load_trust_anchors(settings.trust_bundle)
     try:
         chain_pem, key_pem = arguments.chain.read_bytes(), arguments.key.read_bytes()
+        passphrase = ""
+        if arguments.passphrase_file is not None:
+            lines = arguments.passphrase_file.read_text().splitlines()
+            passphrase = lines[0] if lines else ""
     except OSError as error:
         raise ConfigError(f"cannot read {error.filename}: {error.strerror}") from None
 
@@ -110,7 +116,7 @@ def _run_platform_cert(settings: Settings, argv: list[str]) -> None:
     database.open()
     try:
         installed = install_platform_certificate(database, keyring, settings.platform_domain,
-                                                 chain_pem, key_pem, anchors)
+                                                 chain_pem, key_pem, anchors, passphrase)
     except PlatformCertificateError as error:
         raise ConfigError(f"the platform certificate was not installed: {error}") from None
     # Platform hostnames with Force HTTPS on redirect from now on.

@@ -79,10 +79,13 @@ def platform_domain_of(hostname: str) -> str:
 
 
 def install_platform_certificate(database: Database, keyring: Keyring, platform_domain: str,
-                                 chain_pem: bytes, key_pem: bytes,
-                                 anchors: TrustAnchors) -> InstalledPlatformCertificate:
-    """Verify and store the platform's wildcard certificate and activate platform hostnames."""
-    upload = _verify(platform_domain, chain_pem, key_pem, anchors)
+                                 chain_pem: bytes, key_pem: bytes, anchors: TrustAnchors,
+                                 passphrase: str = "") -> InstalledPlatformCertificate:
+    """Verify and store the platform's wildcard certificate and activate platform hostnames.
+
+    passphrase opens an encrypted key.
+    """
+    upload = _verify(platform_domain, chain_pem, key_pem, anchors, passphrase)
     for warning in upload.warnings:
         logger.info("platform certificate accepted with a change: %s", warning)
     chain = upload.chain
@@ -109,12 +112,12 @@ def install_platform_certificate(database: Database, keyring: Keyring, platform_
     return InstalledPlatformCertificate(details, activated)
 
 
-def _verify(platform_domain: str, chain_pem: bytes, key_pem: bytes,
-            anchors: TrustAnchors) -> ValidatedUpload:
+def _verify(platform_domain: str, chain_pem: bytes, key_pem: bytes, anchors: TrustAnchors,
+            passphrase: str) -> ValidatedUpload:
     """Check the files by the rules of an uploaded certificate for *.platform_domain."""
     try:
         return validate_upload(f"*.{platform_domain}", chain_pem.decode("utf-8", "replace"),
-                               key_pem.decode("utf-8", "replace"), "", anchors,
+                               key_pem.decode("utf-8", "replace"), passphrase, anchors,
                                datetime.datetime.now(datetime.timezone.utc))
     except UploadRejected as rejected:
         raise PlatformCertificateError(

@@ -58,15 +58,26 @@ def platform_stub(processes: stack.Processes, platform_environment
 
 
 def _platform_cert(environment: dict[str, str], tmp_path, chain_pem: bytes,
-                   key_pem: bytes) -> subprocess.CompletedProcess:
+                   key_pem: bytes, passphrase: str | None = None) -> subprocess.CompletedProcess:
     chain_file = tmp_path / "chain.pem"
     key_file = tmp_path / "key.pem"
     chain_file.write_bytes(chain_pem)
     key_file.write_bytes(key_pem)
+    options = []
+    if passphrase is not None:
+        passphrase_file = tmp_path / "passphrase.txt"
+        passphrase_file.write_text(passphrase + "\n")
+        options = ["--passphrase-file", str(passphrase_file)]
     return subprocess.run(
         [*stack.certsvc_command(), "platform-cert", "--chain", str(chain_file),
-         "--key", str(key_file)],
+         "--key", str(key_file), *options],
         env=environment, capture_output=True, text=True, timeout=60)
+
+
+def _encrypted(key_pem: bytes, passphrase: str) -> bytes:
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.BestAvailableEncryption(passphrase.encode()))
 
 
 def _add(stub, label: str) -> pb.Domain:
@@ -144,11 +155,23 @@ def test_platform_cert_rejects_other_key(platform_environment, pki, tmp_path) ->
     assert "does not match" in completed.stderr + completed.stdout
 
 
+def test_platform_cert_wrong_passphrase(platform_environment, pki, tmp_path) -> None:
+    chain_pem, key_pem, _ = _files(pki, [f"*.{PLATFORM_DOMAIN}"])
+
+    completed = _platform_cert(platform_environment, tmp_path, chain_pem,
+                               _encrypted(key_pem, "right horse"), passphrase="wrong horse")
+
+    assert completed.returncode == 2
+    assert "passphrase" in completed.stderr + completed.stdout
+
+
 def test_install_activates_hostnames(platform_stub, platform_environment, pki,
                                      tmp_path) -> None:
     chain_pem, key_pem, leaf = _files(pki, [f"*.{PLATFORM_DOMAIN}", PLATFORM_DOMAIN])
 
-    completed = _platform_cert(platform_environment, tmp_path, chain_pem, key_pem)
+    # An encrypted key opened with --passphrase-file.
+    completed = _platform_cert(platform_environment, tmp_path, chain_pem,
+                               _encrypted(key_pem, "battery staple"), passphrase="battery staple")
 
     assert completed.returncode == 0, completed.stderr
     early = platform_stub.GetDomain(pb.GetDomainRequest(hostname=f"early.{PLATFORM_DOMAIN}"))
