@@ -106,6 +106,17 @@ def test_bad_authorization_unauthenticated(plain_channel, processes, header: str
     assert not token or token not in processes.log_text("api-auth")
 
 
+def test_empty_bearer_token_named(plain_channel) -> None:
+    stub = certsvc_pb2_grpc.CertificateServiceStub(plain_channel)
+
+    with pytest.raises(grpc.RpcError) as raised:
+        stub.ListDomains(pb.ListDomainsRequest(), metadata=[("authorization", "Bearer ")],
+                         timeout=10)
+
+    assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "empty bearer token" in raised.value.details()
+
+
 def test_token_of_other_api_unauthenticated(plain_channel) -> None:
     stub = certsvc_pb2_grpc.CertificateServiceStub(with_bearer_token(plain_channel,
                                                                      OPERATOR_TOKEN))

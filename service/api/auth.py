@@ -76,7 +76,12 @@ class Authenticator:
                 f"{MAX_AUTHORIZATION_LENGTH} characters; send 'Bearer <token>'")
         scheme, _, token = value.strip().partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        if scheme.lower() == "bearer" and not token:
+            # As when a shell variable that should hold the token is unset.
+            raise Unauthenticated("the authorization header carries an empty bearer token; "
+                                  "send 'Bearer <token>', or in development mode leave the "
+                                  "header out")
+        if scheme.lower() != "bearer":
             raise Unauthenticated("the authorization header must be 'Bearer <token>'")
         caller = self.registry.caller_for_token(token)
         if caller is None:
