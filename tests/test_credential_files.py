@@ -90,7 +90,7 @@ def test_callers_applied_after_failed_version(files: dict[str, Path]) -> None:
     assert token_sha256(token) in watcher.authenticator.registry.by_token_sha256
 
 
-def test_principal_without_credentials_disabled(tmp_path: Path, caplog) -> None:
+def test_principal_without_credentials_disabled(tmp_path: Path) -> None:
     token = new_token()
     leak_scan.watch("token of the disabled principal test", token)
     path = tmp_path / "callers.toml"
@@ -100,5 +100,19 @@ def test_principal_without_credentials_disabled(tmp_path: Path, caplog) -> None:
     registry = load_callers(path)
 
     assert {caller.name for caller in registry.by_token_sha256.values()} == {"kept"}
-    assert "principal 2" in caplog.text
-    assert "nobody can call as it" in caplog.text
+    assert len(registry.warnings) == 1
+    assert "principal 2 (revoked)" in registry.warnings[0]
+    assert "nobody can call as it" in registry.warnings[0]
+
+
+def test_failing_callers_file_logged_once(files: dict[str, Path], caplog) -> None:
+    watcher = _load(files)
+    caplog.set_level(logging.INFO)
+    write_callers_file(files["callers"], [{"name": "revoked", "apps": "*"}])
+
+    for _ in range(3):
+        watcher.check()
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum("kept the previous callers" in message for message in messages) == 1
+    assert not any("nobody can call as it" in message for message in messages)

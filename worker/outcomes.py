@@ -131,7 +131,7 @@ def record_failure(context: WorkerContext, issuance: IssuanceRecord, error: Issu
     if final is not None:
         _count_end(final, "failed")
         logger.error("issuance failed, giving up hostname=%s issuance_id=%s attempt=%d: %s",
-                     issuance.hostname, issuance.id, attempt, message)
+                     issuance.hostname, issuance.id, attempt, message.removesuffix(RETRY_LATER))
         return
     metrics.ISSUANCE_ATTEMPTS.labels(outcome="retry").inc()
     logger.warning("issuance attempt failed, will retry hostname=%s issuance_id=%s attempt=%d "

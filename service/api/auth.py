@@ -30,6 +30,8 @@ class Authenticator:
         if registry is None:
             registry = (load_callers(settings.api_tokens_file) if settings.api_tokens_file
                         else CallerRegistry.empty())
+            for warning in registry.warnings:
+                logger.warning("%s", warning)
         self.registry = registry
 
     def admits_anyone(self, settings: Settings, registry: CallerRegistry) -> bool:

@@ -151,6 +151,8 @@ class CredentialFiles:
                               f"caller authenticate path={path}; list a principal with "
                               "token_sha256 or, with mutual TLS, client_certificate_names")
         self.authenticator.registry = registry
+        for warning in registry.warnings:
+            logger.warning("%s", warning)
         logger.info("reloaded callers path=%s token_principals=%d certificate_principals=%d",
                     path, len(set(registry.by_token_sha256.values())),
                     len(set(registry.by_certificate_name.values())))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import logging
 import re
 import tomllib
 from pathlib import Path
@@ -27,8 +26,6 @@ from service.callers import Caller
 from service.config import ConfigError
 from service.domains import parse_app_id
 from service.errors import InvalidArgument
-
-logger = logging.getLogger(__name__)
 
 # A callers file of a few thousand principals stays far below this.
 MAX_FILE_BYTES = 1024 * 1024
@@ -47,6 +44,8 @@ class CallerRegistry:
 
     by_token_sha256: dict[str, Caller]
     by_certificate_name: dict[str, Caller]
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    """Problems that leave the file usable, for the reader to log once."""
 
     @classmethod
     def empty(cls) -> CallerRegistry:
@@ -89,6 +88,11 @@ def load_callers(path: Path) -> CallerRegistry:
         if caller.name in names:
             raise ConfigError(f"{source}: principal {caller.name!r} is listed twice")
         names.add(caller.name)
+        if not hashes and not certificate_names:
+            # Deleting a principal's last token is how a token gets revoked in a hurry.
+            registry.warnings.append(
+                f"{source}, principal {number} ({caller.name}) has neither token_sha256 nor "
+                "client_certificate_names, so nobody can call as it")
         for digest in hashes:
             if digest in registry.by_token_sha256:
                 raise ConfigError(f"{source}: principal {caller.name!r} repeats a token hash "
@@ -136,10 +140,6 @@ def _parse_principal(entry: object, where: str) -> tuple[Caller, list[str], list
                               "each entry is the SHA-256 of a token, as printed by "
                               "printf %s \"$TOKEN\" | sha256sum")
     certificate_names = _string_list(entry, "client_certificate_names", where)
-    if not hashes and not certificate_names:
-        # Deleting a principal's last token is how a token gets revoked in a hurry.
-        logger.warning("%s has neither token_sha256 nor client_certificate_names, so nobody "
-                       "can call as it", where)
     caller = Caller(name=name, app_ids=app_ids, may_read_private_keys=read_private_keys)
     return caller, hashes, certificate_names
 
