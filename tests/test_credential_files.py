@@ -56,7 +56,7 @@ def test_certificate_applied_once_valid(files: dict[str, Path], caplog) -> None:
     _replace(files["key"], later.key_pem())
 
     watcher.check()
-    kept = watcher.tls
+    after_failure = watcher.tls
     watcher.check()
     deadline = time.monotonic() + 10
     while watcher.tls == initial and time.monotonic() < deadline:
@@ -66,7 +66,7 @@ def test_certificate_applied_once_valid(files: dict[str, Path], caplog) -> None:
 
     failures = [record for record in caplog.records
                 if "kept the previous TLS certificate" in record.getMessage()]
-    assert kept == initial
+    assert after_failure == initial
     assert len(failures) == 1
     assert "is valid only from" in failures[0].getMessage()
     assert watcher.tls != initial
