@@ -15,7 +15,6 @@ from grpc_reflection.v1alpha import reflection
 from service import force_https
 from service.api.auth import Authenticator
 from service.api.credential_files import CredentialFiles
-from service.api.tls_files import read_tls_files
 from service.api.guard import CallGuard
 from service.api.servicer import CertificateServicer
 from service.backends import Backends
@@ -50,12 +49,10 @@ class ApiServer:
     """A started gRPC server with its health servicer, listening on port."""
 
     def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer,
-                 port: int, authenticator: Authenticator,
-                 credential_files: CredentialFiles) -> None:
+                 port: int, credential_files: CredentialFiles) -> None:
         self.server = server
         self.health = health_servicer
         self.port = port
-        self.authenticator = authenticator
         self.credential_files = credential_files
 
     def stop(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
@@ -68,12 +65,13 @@ class ApiServer:
         self.credential_files.stop()
 
 
-def create_server(settings: Settings, backends: Backends, address: str | None = None) -> ApiServer:
-    """Build and start the server on address (port 0 picks a free port).
+def create_server(settings: Settings, backends: Backends, credential_files: CredentialFiles,
+                  address: str | None = None) -> ApiServer:
+    """Build and start the server on address (port 0 picks a free port), authenticating
+    callers with credential_files, which it keeps watching until stop().
 
-    Raises ConfigError when the credentials settings are incomplete or admit nobody.
+    Raises ConfigError when the address cannot be bound.
     """
-    credential_files = CredentialFiles.load(settings)
     authenticator = credential_files.authenticator
     credentials = credential_files.server_credentials()
     server = grpc.server(
@@ -119,7 +117,7 @@ def create_server(settings: Settings, backends: Backends, address: str | None = 
     credential_files.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return ApiServer(server, health_servicer, port, authenticator, credential_files)
+    return ApiServer(server, health_servicer, port, credential_files)
 
 
 def log_security_warnings(settings: Settings, authenticator: Authenticator) -> None:
@@ -142,15 +140,16 @@ def log_security_warnings(settings: Settings, authenticator: Authenticator) -> N
 def serve(settings: Settings) -> None:
     """Run the api until SIGTERM or SIGINT, then shut down gracefully."""
     load_trust_anchors(settings.trust_bundle)  # a bad CERTSVC_TRUST_BUNDLE stops the start
-    read_tls_files(settings)  # bad TLS files stop the start before any connection is made
+    # Bad callers or TLS files stop the start before any connection is made.
+    credential_files = CredentialFiles.load(settings)
     # Parse the Public Suffix List now rather than in the first call that checks a name.
     is_public_suffix("example.com")
     backends = Backends.connect(settings, cache_certificates=True)
     start_metrics_server(settings, "api", backends)
     # Redis may have lost the mirror (a restart, an eviction); Postgres has the truth.
     force_https.rebuild_mirror_quietly(backends.database, backends.redis, backends.keys)
-    api = create_server(settings, backends)
-    log_security_warnings(settings, api.authenticator)
+    api = create_server(settings, backends, credential_files)
+    log_security_warnings(settings, credential_files.authenticator)
     logger.info("api listening address=%s port=%d", settings.grpc_address, api.port)
 
     stopping = threading.Event()
