@@ -23,6 +23,24 @@ class ConfigError(Exception):
     """A CERTSVC_* variable is missing or malformed; the message names it and the fix."""
 
 
+# Callers, certificate and key files stay far below this, so a larger file is a wrong path.
+MAX_CONFIG_FILE_BYTES = 1024 * 1024
+
+
+def read_config_file(variable: str, path: Path) -> bytes:
+    """Read the file that variable names, raising ConfigError when it cannot be read or is
+    larger than MAX_CONFIG_FILE_BYTES."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_FILE_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"{variable} ({path}) cannot be read: {error.strerror}") from None
+    if len(data) > MAX_CONFIG_FILE_BYTES:
+        raise ConfigError(f"{variable} ({path}) is larger than {MAX_CONFIG_FILE_BYTES} bytes, "
+                          "more than any credential file")
+    return data
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     """Typed configuration; field docs name the variable that sets each one."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, Settings
+from service.config import MAX_CONFIG_FILE_BYTES, ConfigError, Settings, read_config_file
 from service.encryption import Keyring
 
 
@@ -87,3 +87,14 @@ def test_platform_domain_invalid() -> None:
 
     assert "CERTSVC_PLATFORM_DOMAIN" in str(raised.value)
     assert "host name only" in str(raised.value)
+
+
+def test_oversized_config_file_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "callers.toml"
+    path.write_bytes(b"#" * (MAX_CONFIG_FILE_BYTES + 1))
+
+    with pytest.raises(ConfigError) as raised:
+        read_config_file("CERTSVC_API_TOKENS_FILE", path)
+
+    assert f"CERTSVC_API_TOKENS_FILE ({path}) is larger than {MAX_CONFIG_FILE_BYTES}" in (
+        str(raised.value))

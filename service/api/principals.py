@@ -23,12 +23,10 @@ import tomllib
 from pathlib import Path
 
 from service.callers import Caller
-from service.config import ConfigError
+from service.config import ConfigError, read_config_file
 from service.domains import parse_app_id
 from service.errors import InvalidArgument
 
-# A callers file of a few thousand principals stays far below this.
-MAX_FILE_BYTES = 1024 * 1024
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 _KEYS = {"name", "apps", "read_private_keys", "token_sha256", "client_certificate_names"}
 
@@ -65,14 +63,11 @@ class CallerRegistry:
 def load_callers(path: Path) -> CallerRegistry:
     """Read the callers file, raising ConfigError that names the entry at fault."""
     source = f"CERTSVC_API_TOKENS_FILE ({path})"
+    data = read_config_file("CERTSVC_API_TOKENS_FILE", path)
     try:
-        with path.open("rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
-            raise ConfigError(f"{source} is larger than {MAX_FILE_BYTES} bytes")
         document = tomllib.loads(data.decode())
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{source} cannot be read: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{source} is not UTF-8 text: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source} is not valid TOML: {error}") from None
     entries = document.get("principal", [])

@@ -16,10 +16,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from service.config import ConfigError, Settings
+from service.config import ConfigError, Settings, read_config_file
 
-# Larger files are certainly not a certificate chain or a key.
-MAX_FILE_BYTES = 1024 * 1024
 MIN_RSA_BITS = 2048
 # ECDSA keys on these curves work with grpcio 1.85's TLS stack. It rejects others, such
 # as secp256k1, and reports that only in its own log.
@@ -58,9 +56,9 @@ def read_tls_files(settings: Settings) -> TlsFiles | None:
         return None
     if settings.tls_cert is None or settings.tls_key is None:
         raise ConfigError("set both CERTSVC_TLS_CERT and CERTSVC_TLS_KEY, or neither")
-    chain = _read("CERTSVC_TLS_CERT", settings.tls_cert)
-    key = _read("CERTSVC_TLS_KEY", settings.tls_key)
-    client_ca = (_read("CERTSVC_TLS_CLIENT_CA", settings.tls_client_ca)
+    chain = read_config_file("CERTSVC_TLS_CERT", settings.tls_cert)
+    key = read_config_file("CERTSVC_TLS_KEY", settings.tls_key)
+    client_ca = (read_config_file("CERTSVC_TLS_CLIENT_CA", settings.tls_client_ca)
                  if settings.tls_client_ca else None)
 
     certificates = _parse_certificates("CERTSVC_TLS_CERT", settings.tls_cert, chain)
@@ -73,18 +71,6 @@ def read_tls_files(settings: Settings) -> TlsFiles | None:
     if client_ca is not None:
         _parse_certificates("CERTSVC_TLS_CLIENT_CA", settings.tls_client_ca, client_ca)
     return TlsFiles(chain, key, client_ca)
-
-
-def _read(variable: str, path: Path) -> bytes:
-    try:
-        with path.open("rb") as file:
-            data = file.read(MAX_FILE_BYTES + 1)
-    except OSError as error:
-        raise ConfigError(f"{variable} ({path}) cannot be read: {error.strerror}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ConfigError(f"{variable} ({path}) is larger than {MAX_FILE_BYTES} bytes; name a "
-                          "PEM file")
-    return data
 
 
 def _parse_certificates(variable: str, path: Path, data: bytes) -> list[x509.Certificate]:
