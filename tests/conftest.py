@@ -43,6 +43,14 @@ leak_scan.watch("the shared api's operator token", OPERATOR_TOKEN)
 leak_scan.watch("the test run's master key", MASTER_KEY)
 
 
+def replace_file(target: Path, content: bytes) -> None:
+    """Replace a file by rename, as tools that rotate certificates and secrets do."""
+    staged = target.with_name(target.name + ".new")
+    staged.write_bytes(content)
+    staged.chmod(0o600)
+    os.replace(staged, target)
+
+
 def start_api_without_dev_mode(processes: stack.Processes, name: str,
                                environment: dict[str, str]) -> str:
     """Start `certsvc api` named name on a free port with environment; return its address."""

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import datetime
 import logging
-import os
 import time
 from pathlib import Path
 
 import pytest
 
 import leak_scan
+from conftest import replace_file
 from devtools.credentials import new_token, write_callers_file
 from pki_factory import DAY, Pki, now
 from service.api.credential_files import CredentialFiles
 from service.api.principals import load_callers, token_sha256
 from service.config import Settings
-
-
-def _replace(target: Path, content: str) -> None:
-    staged = target.with_name(target.name + ".new")
-    staged.write_text(content)
-    os.replace(staged, target)
 
 
 @pytest.fixture()
@@ -33,8 +27,8 @@ def files(tmp_path: Path) -> dict[str, Path]:
     paths = {"callers": tmp_path / "callers.toml", "cert": tmp_path / "tls.pem",
              "key": tmp_path / "tls-key.pem"}
     write_callers_file(paths["callers"], [{"name": "one", "apps": "*", "tokens": [token]}])
-    _replace(paths["cert"], pki.chain_pem(leaf))
-    _replace(paths["key"], leaf.key_pem())
+    replace_file(paths["cert"], pki.chain_pem(leaf).encode())
+    replace_file(paths["key"], leaf.key_pem().encode())
     return paths
 
 
@@ -52,8 +46,8 @@ def test_certificate_applied_once_valid(files: dict[str, Path], caplog) -> None:
     # X.509 times have whole seconds, so the certificate becomes valid within 2 to 3 s.
     later = pki.leaf(["localhost"], not_before=now() + datetime.timedelta(seconds=2),
                      not_after=now() + DAY)
-    _replace(files["cert"], pki.chain_pem(later))
-    _replace(files["key"], later.key_pem())
+    replace_file(files["cert"], pki.chain_pem(later).encode())
+    replace_file(files["key"], later.key_pem().encode())
 
     watcher.check()
     after_failure = watcher.tls
@@ -79,7 +73,7 @@ def test_callers_applied_after_failed_version(files: dict[str, Path]) -> None:
     watcher = _load(files)
     token = new_token()
     leak_scan.watch("second token of the credential file tests", token)
-    _replace(files["callers"], "[[principal]\n")
+    replace_file(files["callers"], b"[[principal]\n")
 
     watcher.check()
     after_invalid = watcher.authenticator.registry

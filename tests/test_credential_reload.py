@@ -6,7 +6,6 @@ change its files on disk and wait for the api to apply them (it checks every 2 s
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ import grpc
 import pytest
 
 import leak_scan
-from conftest import start_api_without_dev_mode
+from conftest import replace_file, start_api_without_dev_mode
 from devtools.credentials import new_token, write_callers_file
 from devtools.pebble import free_port
 from pki import TestAuthority
@@ -40,14 +39,6 @@ def _wait_for(condition: Callable[[], bool]) -> bool:
             return True
         time.sleep(0.2)
     return False
-
-
-def _replace(target: Path, content: bytes) -> None:
-    """Replace a file by rename, as tools that rotate certificates do."""
-    staged = target.with_name(target.name + ".new")
-    staged.write_bytes(content)
-    staged.chmod(0o600)
-    os.replace(staged, target)
 
 
 def _ping(channel: grpc.Channel, token: str) -> grpc.StatusCode:
@@ -123,19 +114,19 @@ def test_rotated_tls_certificate_used(processes, tmp_path: Path) -> None:
     old_certificate, old_key = old_authority.issue("api", "localhost", ["localhost"], server=True)
     new_certificate, new_key = new_authority.issue("api", "localhost", ["localhost"], server=True)
     certificate_file, key_file = tmp_path / "tls.pem", tmp_path / "tls-key.pem"
-    _replace(certificate_file, old_certificate.read_bytes())
-    _replace(key_file, old_key.read_bytes())
+    replace_file(certificate_file, old_certificate.read_bytes())
+    replace_file(key_file, old_key.read_bytes())
     address = start_api_without_dev_mode(processes, "api-reload-tls", {
         "CERTSVC_API_TOKENS_FILE": str(callers), "CERTSVC_TLS_CERT": str(certificate_file),
         "CERTSVC_TLS_KEY": str(key_file)})
     try:
         before = _tls_ping(address, old_authority.root_file, token)
         # Half of a rotation: the new certificate beside the old key.
-        _replace(certificate_file, new_certificate.read_bytes())
+        replace_file(certificate_file, new_certificate.read_bytes())
         mismatch_seen = _wait_for(
             lambda: "kept the previous TLS certificate" in processes.log_text("api-reload-tls"))
         during = _tls_ping(address, old_authority.root_file, token)
-        _replace(key_file, new_key.read_bytes())
+        replace_file(key_file, new_key.read_bytes())
         rotated = _wait_for(
             lambda: _tls_ping(address, new_authority.root_file, token) == grpc.StatusCode.OK)
         old_root_after = _tls_ping(address, old_authority.root_file, token)
