@@ -131,7 +131,7 @@ def record_failure(context: WorkerContext, issuance: IssuanceRecord, error: Issu
     if final is not None:
         _count_end(final, "failed")
         logger.error("issuance failed, giving up hostname=%s issuance_id=%s attempt=%d: %s",
-                     issuance.hostname, issuance.id, attempt, message.removesuffix(RETRY_LATER))
+                     issuance.hostname, issuance.id, attempt, _final_text(error))
         return
     metrics.ISSUANCE_ATTEMPTS.labels(outcome="retry").inc()
     logger.warning("issuance attempt failed, will retry hostname=%s issuance_id=%s attempt=%d "
@@ -172,12 +172,16 @@ def _enqueue(context: WorkerContext, issuance: IssuanceRecord, at: datetime.date
                        issuance.id, job_id, error)
 
 
+def _final_text(error: IssuanceError) -> str:
+    """Return the error's text without its promise of another attempt, for the last one."""
+    return str(error).removesuffix(RETRY_LATER)
+
+
 def _giving_up_reason(error: IssuanceError, attempt: int, max_attempts: int) -> str:
     if error.retryable:
         return (f"gave up after {attempt} attempts, the most allowed "
                 f"(CERTSVC_RETRY_MAX_ATTEMPTS={max_attempts}); the last one failed: "
-                f"{str(error).removesuffix(RETRY_LATER)}. "
-                "Fix the cause and call RequestCertificate again")
+                f"{_final_text(error)}. Fix the cause and call RequestCertificate again")
     return (f"attempt {attempt} failed with an error that retrying cannot fix: {error}. "
             "Fix the cause and call RequestCertificate again")
 
