@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import grpc
@@ -116,7 +116,7 @@ class CredentialFiles:
         if self.tls is not None:
             self._check(self._tls_watch, self._reload_tls)
 
-    def _check(self, watched: _WatchedFiles, reload) -> None:
+    def _check(self, watched: _WatchedFiles, reload: Callable[[], None]) -> None:
         version = file_versions(watched.paths)
         if version == watched.applied:
             return
