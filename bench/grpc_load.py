@@ -126,7 +126,7 @@ async def run_direct(arguments: argparse.Namespace, load: Load) -> None:
             # one label up.
             wildcard = "*." + hostname.partition(".")[2]
             async with pool.connection() as connection:
-                cursor = await connection.execute(SERVING_CANDIDATES_QUERY, (hostname, wildcard))
+                cursor = await connection.execute(SERVING_CANDIDATES_QUERY, ([hostname, wildcard],))
                 rows = await cursor.fetchall()
             # Columns 1 and 5: the domain's hostname and its certificate's id.
             return any(row[1] == hostname and row[5] is not None for row in rows)

@@ -15,6 +15,7 @@ from service.config import ConfigError, Settings
 from service.encryption import Keyring
 from service.errors import Unavailable
 from service.redis_keys import RedisKeys
+from service.serving_lookup import ServingLookup
 from service.store.certificate_changes import CertificateChangeListener
 from service.store.database import Database
 from service.store.migrate import missing_migrations
@@ -58,6 +59,8 @@ class Backends:
     keyring: Keyring
     certificate_cache: CertificateCache | None = None
     """Hot hostnames' certificates, in processes that serve GetCertificate."""
+    serving_lookup: ServingLookup | None = None
+    """GetCertificate's Postgres reads, batched across calls, in processes that serve it."""
     _certificate_changes: CertificateChangeListener | None = None
 
     @classmethod
@@ -66,8 +69,9 @@ class Backends:
         """Open the connections, raising Unavailable when Postgres cannot be reached and
         ConfigError when its database lacks migrations.
 
-        With cache_certificates, also start the cache of hot hostnames' certificates and
-        the listener that keeps it fresh.
+        With cache_certificates, also start what serves GetCertificate under load: the
+        cache of hot hostnames' certificates, the listener that keeps it fresh, and the
+        threads that read the misses from Postgres in batches.
         """
         keyring = Keyring.from_settings(settings)
         database = Database(settings.database_url, max_size=pool_max_size)
@@ -96,6 +100,8 @@ class Backends:
             backends._certificate_changes = CertificateChangeListener(
                 settings.database_url, cache.invalidate, cache.set_listening)
             backends._certificate_changes.start()
+            backends.serving_lookup = ServingLookup(database)
+            backends.serving_lookup.start()
         return backends
 
     def issuance_queue(self) -> rq.Queue:
@@ -103,6 +109,8 @@ class Backends:
                         default_timeout=ISSUANCE_JOB_TIMEOUT_SECONDS)
 
     def close(self) -> None:
+        if self.serving_lookup is not None:
+            self.serving_lookup.stop()
         if self._certificate_changes is not None:
             self._certificate_changes.stop()
         self.database.close()

@@ -91,12 +91,13 @@ def find_serving(backends: Backends, caller: Caller,
     """
     parent = hostname.ascii.partition(".")[2]
     wildcard = f"*.{parent}" if not hostname.wildcard and "." in parent else None
-    candidates = [hostname.ascii] if wildcard is None else [hostname.ascii, wildcard]
-    with backends.database.read() as connection:
-        found = certificate_rows.find_serving_candidates(connection, hostname.ascii, wildcard)
-        visible = {row.hostname: row for row in found if caller.may_see_app(row.app_id)}
-        served = [_with_platform_certificate(connection, visible[name])
-                  for name in candidates if name in visible]
+    candidates = (hostname.ascii,) if wildcard is None else (hostname.ascii, wildcard)
+    found = _read_candidates(backends, candidates)
+    visible = {row.hostname: row for row in found if caller.may_see_app(row.app_id)}
+    served = [visible[name] for name in candidates if name in visible]
+    if any(row.platform for row in served):
+        with backends.database.read() as connection:
+            served = [_with_platform_certificate(connection, row) for row in served]
     serving = next((row for row in served if row.certificate is not None), None)
     if serving is not None:
         return serving
@@ -139,6 +140,14 @@ def serving_key_pem(backends: Backends, caller: Caller,
                        else certificate_key_associated_data(record.domain_id))
     return unseal_key_pem(backends, record.id, record.private_key_sealed, associated_data,
                           serving.hostname)
+
+
+def _read_candidates(backends: Backends, hostnames: tuple[str, ...]
+                     ) -> list[certificate_rows.ServingCandidate]:
+    if backends.serving_lookup is not None:
+        return backends.serving_lookup.candidates(hostnames)
+    with backends.database.read() as connection:
+        return certificate_rows.find_serving_candidates(connection, hostnames)
 
 
 def _with_platform_certificate(connection: psycopg.Connection,

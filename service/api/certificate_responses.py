@@ -1,9 +1,9 @@
 """GetCertificate's responses, served from the api's cache of serialized responses.
 
 A cache hit costs a dictionary lookup and a visibility check: no Postgres query, no
-protobuf message to build or serialize. A miss reads Postgres once
-(service.certificates.find_serving), serializes the response and caches it when only
-the hostname's own rows decide it.
+protobuf message to build or serialize. A miss reads Postgres
+(service.certificates.find_serving, in one query with the other misses of the moment),
+serializes the response and caches it when only the hostname's own rows decide it.
 """
 
 from __future__ import annotations
