@@ -49,10 +49,26 @@ def renewal_warnings(domain: DomainRecord, now: datetime.datetime) -> list[str]:
                 warnings.append(f"the certificate of {domain.hostname} expires on {expiry} "
                                 f"({when}) and certsvc does not renew it: upload a new one, or "
                                 "call RequestCertificate to switch to Let's Encrypt")
-    if domain.status == "ACTIVE" and domain.last_error:
-        warnings.append(f"renewing the certificate of {domain.hostname} failed: "
-                        f"{domain.last_error}")
+    # A hostname whose own request failed is ACTIVE while a wildcard domain's certificate
+    # serves it.
+    if domain.status_at(now) == "ACTIVE" and domain.last_error:
+        warnings.append(_failed_request_warning(domain))
     return warnings
+
+
+def _failed_request_warning(domain: DomainRecord) -> str:
+    """Describe the failed issuance of a domain that a certificate still serves."""
+    # certificate_source is the wildcard certificate's for a hostname that it serves.
+    if domain.serving_wildcard:
+        return (f"requesting a certificate of its own for {domain.hostname} failed, so the "
+                f"certificate of {domain.serving_wildcard} still serves it: "
+                f"{domain.last_error}")
+    if domain.certificate_source == "LETS_ENCRYPT":
+        return f"renewing the certificate of {domain.hostname} failed: {domain.last_error}"
+    if domain.certificate_source == "CUSTOM":
+        return (f"requesting a Let's Encrypt certificate for {domain.hostname} failed, so the "
+                f"uploaded certificate still serves it: {domain.last_error}")
+    return f"requesting a certificate for {domain.hostname} failed: {domain.last_error}"
 
 
 def _not_renewing(domain: DomainRecord, now: datetime.datetime) -> bool:

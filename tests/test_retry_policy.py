@@ -149,6 +149,26 @@ def test_warning_for_overdue_renewal() -> None:
     assert "renewing the certificate of shop.example.com failed: self-check failed" in warnings[1]
 
 
+@pytest.mark.parametrize(("fields", "expected"), [
+    ({"certificate_source": "LETS_ENCRYPT"},
+     "renewing the certificate of shop.example.com failed: "),
+    ({"certificate_source": "CUSTOM"},
+     "requesting a Let's Encrypt certificate for shop.example.com failed, so the uploaded "
+     "certificate still serves it: "),
+    ({"serving_wildcard": "*.example.com", "status": "FAILED",
+      "certificate_source": "LETS_ENCRYPT"},
+     "requesting a certificate of its own for shop.example.com failed, so the certificate "
+     "of *.example.com still serves it: "),
+], ids=["renewal", "upload", "wildcard"])
+def test_failed_request_warning_names_cause(fields: dict, expected: str) -> None:
+    domain = _domain(last_error="self-check failed for shop.example.com: GET returned 404",
+                     certificate_not_after=NOW + datetime.timedelta(days=60), **fields)
+
+    warnings = renewal_warnings(domain, NOW)
+
+    assert warnings == [expected + "self-check failed for shop.example.com: GET returned 404"]
+
+
 def test_problem_text_hides_key_authorization() -> None:
     key_authorization = ("LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0."
                          "9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI")

@@ -32,9 +32,13 @@ class DomainRecord:
     @property
     def effective_status(self) -> str:
         """The status to report: ACTIVE while a wildcard domain's valid certificate serves it."""
+        return self.status_at(datetime.datetime.now(datetime.timezone.utc))
+
+    def status_at(self, now: datetime.datetime) -> str:
+        """Return the status to report at the time now (see effective_status)."""
         if (self.serving_wildcard and self.status in ("PENDING", "FAILED")
                 and self.certificate_not_after is not None
-                and self.certificate_not_after > datetime.datetime.now(datetime.timezone.utc)):
+                and self.certificate_not_after > now):
             return "ACTIVE"
         return self.status
 
