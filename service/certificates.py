@@ -82,12 +82,16 @@ def check_private_key_permission(caller: Caller, include_private_key: bool) -> N
 
 def find_serving(backends: Backends, caller: Caller,
                  hostname: Hostname) -> certificate_rows.ServingCandidate:
-    """Look up what serves a hostname in Postgres, in one query.
+    """Look up what serves a hostname in Postgres.
 
     That is the hostname's own domain with its certificate (for a platform hostname,
     the platform's newest certificate) or, when it has none, the wildcard domain one
     label up ("*.example.com" serves "shop.example.com"). Raises NotFound when
     nothing the caller may see serves it. The result's certificate is never None.
+
+    One query reads the candidates, shared with the other calls of the moment when the
+    process has a ServingLookup. A platform hostname takes one more for the platform
+    certificate.
     """
     parent = hostname.ascii.partition(".")[2]
     wildcard = f"*.{parent}" if not hostname.wildcard and "." in parent else None

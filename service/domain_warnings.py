@@ -50,8 +50,9 @@ def renewal_warnings(domain: DomainRecord, now: datetime.datetime) -> list[str]:
                                 f"({when}) and certsvc does not renew it: upload a new one, or "
                                 "call RequestCertificate to switch to Let's Encrypt")
     # A hostname whose own request failed is ACTIVE while a wildcard domain's certificate
-    # serves it.
-    if domain.status_at(now) == "ACTIVE" and domain.last_error:
+    # serves it. A PENDING one may carry a self-check message, not a failed request.
+    failed_but_served = domain.status == "FAILED" and domain.status_at(now) == "ACTIVE"
+    if (domain.status == "ACTIVE" or failed_but_served) and domain.last_error:
         warnings.append(_failed_request_warning(domain))
     return warnings
 

@@ -18,11 +18,13 @@ measured here, and where the difference goes is not known.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
+import time
 from collections.abc import Sequence
 
-from service.errors import CertsvcError, Unavailable
+from service.errors import Unavailable
 from service.store.certificates import ServingCandidate, find_serving_candidates
 from service.store.database import Database
 
@@ -31,15 +33,17 @@ logger = logging.getLogger(__name__)
 DEFAULT_READERS = 2
 # Each call queues at most two hostnames, so one query reads at most twice this many rows.
 DEFAULT_MAX_CALLS_PER_QUERY = 64
-# Longer than the pool's wait for a connection (5 s), so callers of a database that is
-# down get the pool's error, which names the cause.
+# Longer than one wait for a pool connection (5 s) plus a query, so while Postgres is
+# down most callers get the pool's error, which names the cause.
 DEFAULT_WAIT_SECONDS = 15.0
+TIMEOUT_LOG_INTERVAL_SECONDS = 10.0
+SHUTTING_DOWN = "the api is shutting down; try another api process"
 
 
 class _Call:
     """One caller's hostnames and, once a reader has run the query, its rows or its error."""
 
-    __slots__ = ("hostnames", "answered", "rows", "error")
+    __slots__ = ("hostnames", "answered", "rows", "error", "abandoned")
 
     def __init__(self, hostnames: Sequence[str]) -> None:
         self.hostnames = hostnames
@@ -47,7 +51,9 @@ class _Call:
         self.answered = threading.Lock()
         self.answered.acquire()
         self.rows: list[ServingCandidate] = []
-        self.error: Exception | None = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+        """Set when the caller stopped waiting, so that no reader queries for it."""
 
 
 class ServingLookup:
@@ -60,7 +66,12 @@ class ServingLookup:
         self._max_calls = max_calls_per_query
         self._wait_seconds = wait_seconds
         self._queue: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        # Makes stop() and the queueing in candidates() exclusive, so every call queued
+        # before the stop markers is served and none is queued after them.
+        self._lock = threading.Lock()
         self._stopped = False
+        self._timeouts = 0
+        self._last_timeout_log = -math.inf
         self._threads = [threading.Thread(target=self._read, name=f"serving-lookup-{index}",
                                           daemon=True)
                          for index in range(readers)]
@@ -71,65 +82,110 @@ class ServingLookup:
 
     def stop(self, timeout_seconds: float = 5.0) -> None:
         """Serve the calls already queued, then end the reader threads."""
-        self._stopped = True
-        for _ in self._threads:
-            self._queue.put(None)
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            for _ in self._threads:
+                self._queue.put(None)
         for thread in self._threads:
             thread.join(timeout_seconds)
 
     def candidates(self, hostnames: Sequence[str]) -> list[ServingCandidate]:
         """Return the domains with any of these hostnames, each with its active certificate.
 
-        Raises Unavailable when Postgres cannot be reached or the query times out.
+        Raises Unavailable when Postgres cannot be reached, when no reader finished the
+        read in time, and after stop().
         """
-        if self._stopped:
-            raise Unavailable("the api is shutting down; try another api process")
         call = _Call(hostnames)
-        self._queue.put(call)
+        with self._lock:
+            if self._stopped:
+                raise Unavailable(SHUTTING_DOWN)
+            self._queue.put(call)
         if not call.answered.acquire(timeout=self._wait_seconds):
-            logger.warning("serving lookup timed out after %.0f s for %s",
-                           self._wait_seconds, hostnames[0])
-            raise Unavailable("reading the certificate from the database timed out; "
-                              "try again shortly")
+            call.abandoned = True
+            self._log_timeout(hostnames[0])
+            raise Unavailable(f"reading the certificate of {hostnames[0]} from the database "
+                              f"did not finish within {self._wait_seconds:.0f} s; try again "
+                              "shortly")
         if call.error is not None:
-            # Each call of a failed query raises a copy of the error, so no two threads
-            # raise the same exception object and extend one traceback.
-            error = call.error
-            if isinstance(error, CertsvcError):
-                raise type(error)(*error.args) from error
-            raise RuntimeError("reading the serving certificates failed") from error
+            raise _error_for_caller(call.error, hostnames[0]) from call.error
         return call.rows
 
-    def _read(self) -> None:
-        while True:
-            call = self._queue.get()
-            if call is None:
+    def _log_timeout(self, hostname: str) -> None:
+        # During an outage every call times out: log the first and then a count every
+        # TIMEOUT_LOG_INTERVAL_SECONDS.
+        with self._lock:
+            self._timeouts += 1
+            now = time.monotonic()
+            if now - self._last_timeout_log < TIMEOUT_LOG_INTERVAL_SECONDS:
                 return
-            calls = [call]
-            while len(calls) < self._max_calls:
-                try:
-                    call = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if call is None:
-                    # A stop request. Put it back for this or another reader, and
-                    # serve the calls taken so far first.
-                    self._queue.put(None)
-                    break
-                calls.append(call)
-            self._answer(calls)
+            timeouts, self._timeouts = self._timeouts, 0
+            self._last_timeout_log = now
+        logger.warning("serving lookup timed out after %.0f s hostname=%s "
+                       "timeouts_since_last_report=%d", self._wait_seconds, hostname, timeouts)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                calls = self._next_batch()
+                if calls is None:
+                    return
+                self._answer(calls)
+        except BaseException:
+            logger.exception("serving lookup reader %s stopped by an unexpected error",
+                             threading.current_thread().name)
+            raise
+
+    def _next_batch(self) -> list[_Call] | None:
+        """Wait for a call and return it with the calls queued behind it, or None at stop."""
+        call = self._queue.get()
+        if call is None:
+            return None
+        calls = [call]
+        while len(calls) < self._max_calls:
+            try:
+                call = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if call is None:
+                # A stop marker. Put it back for this or another reader, and serve the
+                # calls taken so far first.
+                self._queue.put(None)
+                break
+            calls.append(call)
+        return calls
 
     def _answer(self, calls: list[_Call]) -> None:
+        calls = [call for call in calls if not call.abandoned]
+        if not calls:
+            return
         hostnames = sorted({hostname for call in calls for hostname in call.hostnames})
         try:
             with self._database.read() as connection:
                 rows = find_serving_candidates(connection, hostnames)
-        except Exception as error:  # noqa: BLE001 - handed to every waiting caller
+        except BaseException as error:
+            # Every waiting caller raises the error. A BaseException that is not an
+            # Exception (such as SystemExit) also ends this reader.
             for call in calls:
                 call.error = error
                 call.answered.release()
+            if not isinstance(error, Exception):
+                raise
             return
         by_hostname = {row.hostname: row for row in rows}
         for call in calls:
             call.rows = [by_hostname[name] for name in call.hostnames if name in by_hostname]
             call.answered.release()
+
+
+def _error_for_caller(error: BaseException, hostname: str) -> Exception:
+    """Return a new exception for one caller of a failed query.
+
+    Each caller raises an exception of its own, because threads that raise one shared
+    exception object all add to its traceback.
+    """
+    if isinstance(error, Unavailable):
+        return Unavailable(str(error))
+    return RuntimeError(f"reading the certificate of {hostname} from the database failed: "
+                        f"{error!r}")

@@ -169,6 +169,16 @@ def test_failed_request_warning_names_cause(fields: dict, expected: str) -> None
     assert warnings == [expected + "self-check failed for shop.example.com: GET returned 404"]
 
 
+def test_pending_wildcard_served_without_request_warning() -> None:
+    # CheckDomain stores its self-check message in last_error of a PENDING domain.
+    domain = _domain(status="PENDING", serving_wildcard="*.example.com",
+                     certificate_source="LETS_ENCRYPT",
+                     certificate_not_after=NOW + datetime.timedelta(days=60),
+                     last_error="self-check failed for shop.example.com: GET returned 404")
+
+    assert renewal_warnings(domain, NOW) == []
+
+
 def test_problem_text_hides_key_authorization() -> None:
     key_authorization = ("LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0."
                          "9jg46WB3rR_AHD-EBXdN7cBkH1WOu0tA3M9fm21mqTI")

@@ -4,8 +4,9 @@ each gets exactly its own rows, and a failed query reaches every waiting call.""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -33,18 +34,38 @@ def database(database_url: str) -> Iterator[Database]:
     database.close()
 
 
+class QuerySpy:
+    """Records the hostnames of each query the lookup runs.
+
+    Before running the first query, waits until hold(its hostnames) returns False. Each
+    query sleeps delay seconds, then raises error if one is set.
+    """
+
+    def __init__(self) -> None:
+        self.hostnames: list[list[str]] = []
+        self.hold: Callable[[list[str]], bool] = lambda hostnames: False
+        self.delay = 0.0
+        self.error: Exception | None = None
+
+
 @pytest.fixture
-def queries(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record the hostnames of each query the lookup runs, then run it."""
-    recorded: list[list[str]] = []
+def spy(monkeypatch: pytest.MonkeyPatch) -> QuerySpy:
+    spy = QuerySpy()
     real = serving_lookup.find_serving_candidates
 
     def recording(connection: psycopg.Connection, hostnames: list[str]):
-        recorded.append(list(hostnames))
+        if not spy.hostnames:
+            deadline = time.monotonic() + 10
+            while spy.hold(hostnames) and time.monotonic() < deadline:
+                time.sleep(0.005)
+        spy.hostnames.append(list(hostnames))
+        time.sleep(spy.delay)
+        if spy.error is not None:
+            raise spy.error
         return real(connection, hostnames)
 
     monkeypatch.setattr(serving_lookup, "find_serving_candidates", recording)
-    return recorded
+    return spy
 
 
 def _call_together(lookup: ServingLookup, hostname_sets: list[tuple[str, ...]]) -> list:
@@ -63,31 +84,39 @@ def _call_together(lookup: ServingLookup, hostname_sets: list[tuple[str, ...]]) 
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(10)
+        thread.join(30)
+    assert not any(thread.is_alive() for thread in threads), "a call is still waiting"
     return results
 
 
-def test_concurrent_calls_share_queries(database: Database, database_url: str,
-                                        queries: list[list[str]]) -> None:
+def test_concurrent_calls_share_one_query(database: Database, database_url: str,
+                                         spy: QuerySpy) -> None:
     hostnames = [unique_hostname("batch") for _ in range(CALLS)]
+    # unique_hostname gives names under one parent, so all calls share this wildcard.
+    wildcard = "*." + hostnames[0].partition(".")[2]
+    app_of = {hostname: f"app-{index}" for index, hostname in enumerate(hostnames)}
     with psycopg.connect(database_url) as connection:
-        app_of = {hostname: f"app-{index}" for index, hostname in enumerate(hostnames)}
+        _insert_domain(connection, wildcard, "app-wildcard")
         for hostname, app_id in app_of.items():
             _insert_domain(connection, hostname, app_id)
-    # Each call also requests the wildcard one label up, as GetCertificate does.
-    requested = [(hostname, "*." + hostname.partition(".")[2]) for hostname in hostnames]
     lookup = ServingLookup(database, readers=1)
+    # The first query waits until every call is in it or queued behind it.
+    spy.hold = lambda names: lookup._queue.qsize() + len(names) - 1 < CALLS
     lookup.start()
     try:
-        results = _call_together(lookup, requested)
+        results = _call_together(lookup, [(hostname, wildcard) for hostname in hostnames])
     finally:
         lookup.stop()
+        connection = psycopg.connect(database_url, autocommit=True)
+        connection.execute("DELETE FROM domains WHERE hostname = %s", (wildcard,))
+        connection.close()
 
     for hostname, rows in zip(hostnames, results):
-        assert [(row.hostname, row.app_id) for row in rows] == [(hostname, app_of[hostname])]
-    queried = [name for query in queries for name in query if not name.startswith("*.")]
+        assert [(row.hostname, row.app_id) for row in rows] == [
+            (hostname, app_of[hostname]), (wildcard, "app-wildcard")]
+    assert len(spy.hostnames) <= 2
+    queried = [name for names in spy.hostnames for name in names if name != wildcard]
     assert sorted(queried) == sorted(hostnames)
-    assert len(queries) < CALLS
 
 
 def test_lone_call_rows_in_request_order(database: Database, database_url: str) -> None:
@@ -103,24 +132,86 @@ def test_lone_call_rows_in_request_order(database: Database, database_url: str) 
         missing = lookup.candidates((unique_hostname("absent"),))
     finally:
         lookup.stop()
+        with psycopg.connect(database_url) as connection:
+            connection.execute("DELETE FROM domains WHERE hostname = %s", (wildcard,))
 
     assert [row.hostname for row in rows] == [hostname, wildcard]
     assert all(row.certificate is None for row in rows)
     assert missing == []
 
 
-def test_failed_query_reaches_every_waiting_call(database: Database) -> None:
+def test_failed_query_reaches_every_waiting_call(database: Database, spy: QuerySpy) -> None:
+    calls = 8
     lookup = ServingLookup(database, readers=1)
+    spy.hold = lambda names: lookup._queue.qsize() + len(names) < calls
+    # The pool turns a lost connection into Unavailable, as when Postgres restarts.
+    spy.error = psycopg.OperationalError("server closed the connection unexpectedly")
     lookup.start()
-    database.close()
     try:
-        results = _call_together(lookup, [(unique_hostname("down"),) for _ in range(8)])
+        results = _call_together(lookup, [(unique_hostname("down"),) for _ in range(calls)])
     finally:
         lookup.stop()
 
     assert all(isinstance(result, Unavailable) for result in results), results
-    # Each caller raises an error object of its own.
-    assert len({id(result) for result in results}) == len(results)
+    # At most two queries failed for the eight calls, yet each call raised its own error.
+    assert len(spy.hostnames) <= 2
+    assert len({id(result) for result in results}) == calls
+    assert all(isinstance(result.__cause__, Unavailable) for result in results)
+
+
+def test_unexpected_error_names_hostname(database: Database,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(connection: psycopg.Connection, hostnames: list[str]):
+        raise KeyError("column")
+
+    monkeypatch.setattr(serving_lookup, "find_serving_candidates", broken)
+    hostname = unique_hostname("broken")
+    lookup = ServingLookup(database)
+    lookup.start()
+    try:
+        with pytest.raises(RuntimeError, match=f"certificate of {hostname}") as raised:
+            lookup.candidates((hostname,))
+    finally:
+        lookup.stop()
+
+    assert isinstance(raised.value.__cause__, KeyError)
+
+
+def test_timed_out_calls_skipped(database: Database, spy: QuerySpy) -> None:
+    calls = 6
+    lookup = ServingLookup(database, readers=1, wait_seconds=0.2)
+    # The first query runs until every call has timed out.
+    spy.delay = 0.6
+    lookup.start()
+    try:
+        results = _call_together(lookup, [(unique_hostname("slow"),) for _ in range(calls)])
+        time.sleep(1.0)
+    finally:
+        lookup.stop()
+
+    assert all(isinstance(result, Unavailable) for result in results), results
+    assert all("did not finish within" in str(result) for result in results)
+    # The calls queued behind the first query had timed out when it ended, so none ran.
+    assert len(spy.hostnames) == 1
+
+
+def test_stop_serves_queued_calls(database: Database, spy: QuerySpy) -> None:
+    calls = 6
+    lookup = ServingLookup(database, readers=1)
+    spy.delay = 0.2
+    lookup.start()
+    stopper = threading.Timer(0.05, lookup.stop)
+    stopper.start()
+    try:
+        results = _call_together(lookup, [(unique_hostname("queued"),) for _ in range(calls)])
+    finally:
+        stopper.join()
+
+    served = [result for result in results if result == []]
+    refused = [result for result in results if isinstance(result, Unavailable)]
+    assert len(served) + len(refused) == calls, results
+    assert served
+    assert all("shutting down" in str(result) for result in refused)
 
 
 def test_stopped_lookup_rejects_calls(database: Database) -> None:
