@@ -96,8 +96,13 @@ def find_serving(backends: Backends, caller: Caller,
     parent = hostname.ascii.partition(".")[2]
     wildcard = f"*.{parent}" if not hostname.wildcard and "." in parent else None
     candidates = (hostname.ascii,) if wildcard is None else (hostname.ascii, wildcard)
-    found = _read_candidates(backends, candidates)
-    visible = {row.hostname: row for row in found if caller.may_see_app(row.app_id)}
+    found = {row.hostname: row for row in _read_candidates(backends, candidates)}
+    own = found.get(hostname.ascii)
+    if own is not None and wildcard in found and found[wildcard].app_id != own.app_id:
+        # A hostname with a domain of its own is served by a wildcard domain of its app
+        # only, as GetDomain reports it, whoever the caller is.
+        del found[wildcard]
+    visible = {name: row for name, row in found.items() if caller.may_see_app(row.app_id)}
     served = [visible[name] for name in candidates if name in visible]
     if any(row.platform for row in served):
         with backends.database.read() as connection:

@@ -427,6 +427,24 @@ def test_wildcard_served_domain_shows_active(upload_stub, pki: Pki) -> None:
     assert other_app.certificate_source == pb.NONE
 
 
+def test_other_apps_wildcard_not_served(upload_stub, pki: Pki) -> None:
+    """GetCertificate agrees with GetDomain: another app's wildcard serves no host name
+    that has a domain of its own."""
+    zone = unique_zone()
+    _, wildcard = _add_and_upload(upload_stub, pki, zone, names=[f"*.{zone}"],
+                                  hostname=f"*.{zone}")
+    upload_stub.AddDomain(pb.AddDomainRequest(hostname=f"shop3.{zone}", app_id="other-app"))
+
+    with pytest.raises(grpc.RpcError) as raised:
+        upload_stub.GetCertificate(pb.GetCertificateRequest(hostname=f"shop3.{zone}",
+                                                            include_private_key=True))
+    unclaimed = upload_stub.GetCertificate(pb.GetCertificateRequest(hostname=f"free.{zone}"))
+
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "no certificate yet" in raised.value.details()
+    assert unclaimed.id == wildcard.id
+
+
 def test_wildcard_upload_turns_redirect_on(upload_stub, pki: Pki, redis_prefix: str) -> None:
     """A host name with Force HTTPS starts redirecting once its app's wildcard gets a certificate."""
     import redis
