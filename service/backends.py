@@ -15,7 +15,7 @@ from service.config import ConfigError, Settings
 from service.encryption import Keyring
 from service.errors import Unavailable
 from service.redis_keys import RedisKeys
-from service.serving_lookup import ServingLookup
+from service.serving_lookup import DEFAULT_READERS, STATEMENT_TIMEOUT_SECONDS, ServingLookup
 from service.store.certificate_changes import CertificateChangeListener
 from service.store.database import Database
 from service.store.migrate import missing_migrations
@@ -62,6 +62,7 @@ class Backends:
     serving_lookup: ServingLookup | None = None
     """GetCertificate's Postgres reads, batched across calls, in processes that serve it."""
     _certificate_changes: CertificateChangeListener | None = None
+    _lookup_database: Database | None = None
 
     @classmethod
     def connect(cls, settings: Settings, *, pool_max_size: int = 10,
@@ -100,7 +101,14 @@ class Backends:
             backends._certificate_changes = CertificateChangeListener(
                 settings.database_url, cache.invalidate, cache.set_listening)
             backends._certificate_changes.start()
-            backends.serving_lookup = ServingLookup(database)
+            # The lookup's readers get connections of their own, one each, whose reads
+            # Postgres cancels after STATEMENT_TIMEOUT_SECONDS.
+            lookup_database = Database(settings.database_url, max_size=DEFAULT_READERS,
+                                       name="certsvc-serving-lookup",
+                                       statement_timeout_seconds=STATEMENT_TIMEOUT_SECONDS)
+            lookup_database.open()
+            backends._lookup_database = lookup_database
+            backends.serving_lookup = ServingLookup(lookup_database)
             backends.serving_lookup.start()
         return backends
 
@@ -111,6 +119,8 @@ class Backends:
     def close(self) -> None:
         if self.serving_lookup is not None:
             self.serving_lookup.stop()
+        if self._lookup_database is not None:
+            self._lookup_database.close()
         if self._certificate_changes is not None:
             self._certificate_changes.stop()
         self.database.close()

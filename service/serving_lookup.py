@@ -33,9 +33,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_READERS = 2
 # Each call queues at most two hostnames, so one query reads at most twice this many rows.
 DEFAULT_MAX_CALLS_PER_QUERY = 64
-# Longer than one wait for a pool connection (5 s) plus a query, so while Postgres is
-# down most callers get the pool's error, which names the cause.
-DEFAULT_WAIT_SECONDS = 15.0
+# Postgres cancels a read that takes longer, a wait for a lock included, so a stalled
+# database fails the waiting calls instead of holding every RPC thread. A read of 128
+# hostnames normally takes a few milliseconds.
+STATEMENT_TIMEOUT_SECONDS = 3.0
+# Longer than the read ahead of a call plus its own read, each cut at the statement
+# timeout, so callers get the database's error, which names the cause.
+DEFAULT_WAIT_SECONDS = 10.0
 TIMEOUT_LOG_INTERVAL_SECONDS = 10.0
 SHUTTING_DOWN = "the api is shutting down; try another api process"
 
@@ -81,15 +85,17 @@ class ServingLookup:
             thread.start()
 
     def stop(self, timeout_seconds: float = 5.0) -> None:
-        """Serve the calls already queued, then end the reader threads."""
+        """Serve the calls already queued, then end the reader threads, waiting at most
+        timeout_seconds for them all."""
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
             for _ in self._threads:
                 self._queue.put(None)
+        deadline = time.monotonic() + timeout_seconds
         for thread in self._threads:
-            thread.join(timeout_seconds)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def candidates(self, hostnames: Sequence[str]) -> list[ServingCandidate]:
         """Return the domains with any of these hostnames, each with its active certificate.

@@ -221,3 +221,27 @@ def test_stopped_lookup_rejects_calls(database: Database) -> None:
 
     with pytest.raises(Unavailable, match="shutting down"):
         lookup.candidates((unique_hostname("late"),))
+
+
+def test_stalled_read_fails_at_statement_timeout(database_url: str) -> None:
+    database = Database(database_url, max_size=1, name="serving-lookup-timeout-test",
+                        statement_timeout_seconds=0.3)
+    database.open()
+    lookup = ServingLookup(database, readers=1)
+    lookup.start()
+    locker = psycopg.connect(database_url)
+    try:
+        # Another transaction holds domains locked, as a long migration would.
+        locker.execute("LOCK TABLE domains IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(Unavailable) as raised:
+            lookup.candidates((unique_hostname("stalled"),))
+        waited = time.monotonic() - started
+    finally:
+        locker.rollback()
+        locker.close()
+        lookup.stop()
+        database.close()
+
+    assert waited < 2
+    assert "database is unavailable" in str(raised.value)

@@ -64,8 +64,12 @@ class Database:
 
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10,
                  acquire_timeout_seconds: float = DEFAULT_ACQUIRE_TIMEOUT_SECONDS,
-                 name: str = "certsvc") -> None:
+                 name: str = "certsvc", statement_timeout_seconds: float | None = None) -> None:
+        """With statement_timeout_seconds, Postgres cancels each statement of the pool's
+        connections that runs longer, including time spent waiting for locks."""
         self.url = url
+        self._statement_timeout_ms = (None if statement_timeout_seconds is None
+                                      else max(1, round(statement_timeout_seconds * 1000)))
         self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection, float] = (
             weakref.WeakKeyDictionary())
         self._connect_outcome = _ConnectOutcome()
@@ -81,10 +85,16 @@ class Database:
             # A connection broken by a server restart is found on checkout, so the pool
             # replaces it instead of handing it out again.
             check=self._check_if_idle,
+            configure=self._configure,
             # No reset callback: with one, psycopg_pool 3.3 hands every returned
             # connection to a worker thread, a thread hop per call. transaction()
             # records the return time itself instead.
         )
+
+    def _configure(self, connection: psycopg.Connection) -> None:
+        if self._statement_timeout_ms is not None:
+            connection.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
+            connection.commit()
 
     def _check_if_idle(self, connection: psycopg.Connection) -> None:
         returned_at = self._returned_at.get(connection)
