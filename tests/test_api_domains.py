@@ -207,3 +207,23 @@ def test_crafted_page_token_invalid(stub, payload: bytes) -> None:
 
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "page_token" in raised.value.details()
+
+
+def test_not_found_logged_at_debug_only(stub, processes) -> None:
+    unknown = unique_hostname("unknown")
+    taken = unique_hostname("taken")
+    stub.AddDomain(pb.AddDomainRequest(hostname=taken, app_id="app-1"))
+
+    with pytest.raises(grpc.RpcError) as not_found:
+        stub.GetCertificate(pb.GetCertificateRequest(hostname=unknown))
+    # A later call that fails with another code shows that the api has logged both.
+    with pytest.raises(grpc.RpcError) as exists:
+        stub.AddDomain(pb.AddDomainRequest(hostname=taken, app_id="app-2"))
+    log = processes.log_text("api")
+
+    assert not_found.value.code() == grpc.StatusCode.NOT_FOUND
+    assert exists.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert f"AddDomain failed code=ALREADY_EXISTS: {taken}" in log
+    unknown_lines = [line for line in log.splitlines() if unknown in line]
+    assert unknown_lines
+    assert all(" DEBUG " in line for line in unknown_lines), unknown_lines

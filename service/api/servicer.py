@@ -28,6 +28,14 @@ logger = logging.getLogger(__name__)
 Response = TypeVar("Response")
 
 
+# Edge routers ask GetCertificate for every hostname that reaches them, scanners' made-up
+# ones included, so NOT_FOUND is routine and logged at DEBUG level only.
+_LOG_BY_CODE = {
+    grpc.StatusCode.UNAVAILABLE: logger.warning,
+    grpc.StatusCode.NOT_FOUND: logger.debug,
+}
+
+
 def rpc(method: Callable[..., Response]) -> Callable[..., Response]:
     """Run the method for the caller that the guard admitted; turn errors into gRPC statuses.
 
@@ -46,7 +54,7 @@ def rpc(method: Callable[..., Response]) -> Callable[..., Response]:
             return response.parse() if type(response) is SerializedResponse else response
         except CertsvcError as error:
             code = status_code(error)
-            log = logger.warning if code == grpc.StatusCode.UNAVAILABLE else logger.info
+            log = _LOG_BY_CODE.get(code, logger.info)
             log("%s failed code=%s: %s", method.__name__, code.name, error)
             context.abort_with_status(to_grpc_status(error))
             raise  # abort_with_status raises; this line is never reached
