@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import time
+
+from service.log_limits import RepeatedEvent
 
 logger = logging.getLogger(__name__)
 
@@ -19,8 +20,7 @@ class ConnectionLimits:
         self.per_address = per_address
         self.total = 0
         self.by_address: dict[str, int] = {}
-        self.rejected = 0
-        self._last_report = 0.0
+        self._rejections = RepeatedEvent(REJECTION_LOG_INTERVAL_SECONDS)
 
     def admit(self, address: str) -> bool:
         """Count a new connection from address, unless a limit is reached."""
@@ -42,14 +42,11 @@ class ConnectionLimits:
 
     def _report_rejection(self, address: str) -> None:
         # A flood rejects thousands of connections; log the count every few seconds.
-        self.rejected += 1
-        now = time.monotonic()
-        if now - self._last_report >= REJECTION_LOG_INTERVAL_SECONDS:
+        rejected = self._rejections.occurred()
+        if rejected is not None:
             logger.warning("rejecting connections over the limit address=%s open=%d "
                            "open_from_address=%d rejected_since_last_report=%d", address,
-                           self.total, self.by_address.get(address, 0), self.rejected)
-            self.rejected = 0
-            self._last_report = now
+                           self.total, self.by_address.get(address, 0), rejected)
 
 
 def client_key(address: str) -> str:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
-import time
 from collections.abc import Callable
 
+from service.log_limits import RepeatedEvent
 from service.redis_keys import SELF_CHECK_TOKEN, RedisKeys
 from service.responder import http
 from service.responder.redis_link import RedisLink, RedisUnavailable
@@ -74,8 +73,7 @@ class Responder:
         self.http01_prefix = keys.http01("").encode()
         self.self_check_prefix = keys.self_check_body("").encode()
         self.force_https_prefix = keys.force_https("").encode()
-        self._failures = 0
-        self._last_failure_log = -math.inf
+        self._failures = RepeatedEvent(FAILURE_LOG_INTERVAL_SECONDS)
 
     def respond(self, request: http.Request, done: ResponseCallback) -> Response | None:
         """Return the response to request, or None when it waits for Redis. In that case
@@ -157,11 +155,8 @@ class Responder:
     def _unavailable(self, request: http.Request, error: RedisUnavailable) -> Response:
         # During an outage every request fails; log the first and then a count every
         # FAILURE_LOG_INTERVAL_SECONDS.
-        self._failures += 1
-        now = time.monotonic()
-        if now - self._last_failure_log >= FAILURE_LOG_INTERVAL_SECONDS:
+        failures = self._failures.occurred()
+        if failures is not None:
             logger.warning("redis lookup failed host=%s path=%s failures_since_last_report=%d: "
-                           "%s", request.host, request.path[:100], self._failures, error)
-            self._failures = 0
-            self._last_failure_log = now
+                           "%s", request.host, request.path[:100], failures, error)
         return UNAVAILABLE.pick(head_only=request.method == "HEAD", keep_alive=False), False
