@@ -99,8 +99,8 @@ def find_serving(backends: Backends, caller: Caller,
     found = {row.hostname: row for row in _read_candidates(backends, candidates)}
     own = found.get(hostname.ascii)
     if own is not None and wildcard in found and found[wildcard].app_id != own.app_id:
-        # A hostname with a domain of its own is served by a wildcard domain of its app
-        # only, as GetDomain reports it, whoever the caller is.
+        # A hostname with a domain of its own is served only by a wildcard domain of the
+        # same app, as GetDomain reports it, for every caller.
         del found[wildcard]
     visible = {name: row for name, row in found.items() if caller.may_see_app(row.app_id)}
     served = [visible[name] for name in candidates if name in visible]

@@ -211,19 +211,19 @@ def test_crafted_page_token_invalid(stub, payload: bytes) -> None:
 
 def test_not_found_logged_at_debug_only(stub, processes) -> None:
     unknown = unique_hostname("unknown")
-    taken = unique_hostname("taken")
-    stub.AddDomain(pb.AddDomainRequest(hostname=taken, app_id="app-1"))
+    attached = unique_hostname("attached")
+    stub.AddDomain(pb.AddDomainRequest(hostname=attached, app_id="app-1"))
 
     with pytest.raises(grpc.RpcError) as not_found:
         stub.GetCertificate(pb.GetCertificateRequest(hostname=unknown))
     # A later call that fails with another code shows that the api has logged both.
     with pytest.raises(grpc.RpcError) as exists:
-        stub.AddDomain(pb.AddDomainRequest(hostname=taken, app_id="app-2"))
+        stub.AddDomain(pb.AddDomainRequest(hostname=attached, app_id="app-2"))
     log = processes.log_text("api")
 
     assert not_found.value.code() == grpc.StatusCode.NOT_FOUND
     assert exists.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert f"AddDomain failed code=ALREADY_EXISTS: {taken}" in log
+    assert f"AddDomain failed code=ALREADY_EXISTS: {attached}" in log
     unknown_lines = [line for line in log.splitlines() if unknown in line]
     assert unknown_lines
     assert all(" DEBUG " in line for line in unknown_lines), unknown_lines

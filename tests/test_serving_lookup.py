@@ -208,10 +208,10 @@ def test_stop_serves_queued_calls(database: Database, spy: QuerySpy) -> None:
         stopper.join()
 
     served = [result for result in results if result == []]
-    refused = [result for result in results if isinstance(result, Unavailable)]
-    assert len(served) + len(refused) == calls, results
+    rejected = [result for result in results if isinstance(result, Unavailable)]
+    assert len(served) + len(rejected) == calls, results
     assert served
-    assert all("shutting down" in str(result) for result in refused)
+    assert all("shutting down" in str(result) for result in rejected)
 
 
 def test_stopped_lookup_rejects_calls(database: Database) -> None:
